@@ -1,0 +1,317 @@
+//! The Fengqiao SFU: rooms of participants whose media is forwarded, never mixed.
+//!
+//! ```text
+//!            one UDP socket (media.udp_port)
+//!                      │  datagrams
+//!              ┌───────▼────────┐   demux: STUN by ufrag, the rest by remote address
+//!              │  media task    │   (one tokio task owns every Transport: no locks)
+//!              │  (engine.rs)   │
+//!              └───────┬────────┘
+//!     Transport (rtc::RTCPeerConnection, sans-IO) per Participant
+//!        │ RTP from a Producer ──► Room fan-out ──► each Consumer's Transport
+//!        │ RTCP: PLI/FIR from subscribers ──► debounced keyframe request upstream
+//! ```
+//!
+//! Signaling talks to the media task only through [`Sfu`], a handle holding a
+//! bounded command channel with one-shot replies. Each participant's events
+//! (renegotiation offers, joins, leaves, active speaker) come back on a bounded
+//! channel the caller supplies in [`JoinRequest`].
+
+mod demux;
+mod engine;
+mod ids;
+pub mod keyframe;
+pub mod sdp;
+mod stats;
+pub mod tap;
+
+pub use demux::{classify, DatagramKind};
+pub use ids::{ConsumerId, ParticipantId, ProducerId, RoomId, TransportId};
+pub use stats::SfuStats;
+
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Media settings (`[media]` in the config file, see `docs/interfaces.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Address the shared UDP socket binds to. Default 127.0.0.1.
+    pub bind_ip: IpAddr,
+    /// The one UDP port every peer of every room uses; 0 picks a free one. Default 40000.
+    pub udp_port: u16,
+    /// Address advertised in ICE candidates, for 1:1 NAT; unset advertises `bind_ip`.
+    pub public_ip: Option<IpAddr>,
+    /// Most participants in one room (default 16). A join beyond it gets `room_full`.
+    pub max_participants: usize,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            udp_port: 40000,
+            public_ip: None,
+            max_participants: 16,
+        }
+    }
+}
+
+/// Errors of the SFU. Those a peer can cause carry a stable wire code
+/// ([`SfuError::code`]) that signaling sends back.
+#[derive(Debug, thiserror::Error)]
+pub enum SfuError {
+    /// The media socket could not be bound.
+    #[error("cannot bind media socket {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The room already holds `max` participants.
+    #[error("room is full ({max} participants)")]
+    RoomFull {
+        /// The room's cap.
+        max: usize,
+    },
+    /// No such Transport (the participant left or was replaced).
+    #[error("not in a room")]
+    NotJoined,
+    /// An offer or answer arrived in a signaling state that does not allow it
+    /// (e.g. an answer with no offer outstanding).
+    #[error("wrong negotiation state: {0}")]
+    WrongState(&'static str),
+    /// The server has its own offer outstanding; the client should answer it
+    /// first and offer again later (RFC 8829 §4.1.8, glare).
+    #[error("glare: the server's offer is outstanding")]
+    Glare,
+    /// The SDP could not be parsed or applied.
+    #[error("bad SDP: {0}")]
+    BadSdp(String),
+    /// An ICE candidate could not be parsed.
+    #[error("bad ICE candidate: {0}")]
+    BadCandidate(String),
+    /// The WebRTC engine failed for a reason of its own.
+    #[error("webrtc: {0}")]
+    Rtc(String),
+    /// The media task has stopped.
+    #[error("media engine stopped")]
+    Stopped,
+}
+
+impl SfuError {
+    /// Stable machine-readable code, as listed in `docs/signaling.md`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SfuError::Bind { .. } | SfuError::Rtc(_) | SfuError::Stopped => "internal",
+            SfuError::RoomFull { .. } => "room_full",
+            SfuError::NotJoined => "not_joined",
+            SfuError::WrongState(_) => "wrong_state",
+            SfuError::Glare => "glare",
+            SfuError::BadSdp(_) => "bad_sdp",
+            SfuError::BadCandidate(_) => "bad_candidate",
+        }
+    }
+}
+
+/// Public facts about a participant, as other participants see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    /// The participant id (from the invite token).
+    pub id: ParticipantId,
+    /// Display name (from the invite token, not editable).
+    pub name: String,
+    /// Role name (`mediator`, `applicant`, ...).
+    pub role: String,
+    /// Microphone muted by the participant.
+    pub audio_muted: bool,
+    /// Camera off.
+    pub video_muted: bool,
+}
+
+/// Something one participant's signaling connection must tell its client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParticipantEvent {
+    /// A server-initiated offer (renegotiation: Consumers added or removed).
+    Offer {
+        /// The SDP offer.
+        sdp: String,
+    },
+    /// Another participant joined the room.
+    Joined(ParticipantInfo),
+    /// Another participant left; its Producers have ended.
+    Left {
+        /// Who left.
+        id: ParticipantId,
+    },
+    /// A participant changed mute state.
+    Muted {
+        /// Who.
+        id: ParticipantId,
+        /// Microphone muted.
+        audio: bool,
+        /// Camera off.
+        video: bool,
+    },
+    /// The loudest participant changed (RFC 6464 audio levels).
+    ActiveSpeaker {
+        /// Who is speaking, or `None` when nobody is.
+        id: Option<ParticipantId>,
+    },
+    /// The Transport was closed by the server; the connection should end.
+    Closed {
+        /// Why: `replaced`, `ice_failed`, `slow_signaling`, `server_shutdown`.
+        reason: &'static str,
+    },
+}
+
+/// Capacity of the per-participant event channel; a signaling connection that
+/// lets it fill is closed (`slow_signaling`), never waited for.
+pub const EVENT_QUEUE: usize = 256;
+
+/// A request to join a room.
+#[derive(Debug)]
+pub struct JoinRequest {
+    /// The room to join; created on first join.
+    pub room: RoomId,
+    /// Who joins. A second join with the same id replaces the first.
+    pub participant: ParticipantId,
+    /// Display name.
+    pub name: String,
+    /// Role name.
+    pub role: String,
+    /// Where this participant's events go (bounded, see [`EVENT_QUEUE`]).
+    pub events: mpsc::Sender<ParticipantEvent>,
+}
+
+/// The answer to a join.
+#[derive(Debug, Clone)]
+pub struct JoinReply {
+    /// The participant's Transport, named in every later command.
+    pub transport: TransportId,
+    /// Everyone else already in the room.
+    pub participants: Vec<ParticipantInfo>,
+}
+
+/// A trickled ICE candidate from the client (RFC 8839 §5.1 attribute text).
+#[derive(Debug, Clone, Default)]
+pub struct RemoteCandidate {
+    /// `candidate:...` line.
+    pub candidate: String,
+    /// The m-line's mid.
+    pub sdp_mid: Option<String>,
+    /// The m-line's index.
+    pub sdp_mline_index: Option<u16>,
+}
+
+pub(crate) enum Command {
+    Join(JoinRequest, oneshot::Sender<Result<JoinReply, SfuError>>),
+    Offer(TransportId, String, oneshot::Sender<Result<String, SfuError>>),
+    Answer(TransportId, String, oneshot::Sender<Result<(), SfuError>>),
+    Candidate(TransportId, RemoteCandidate, oneshot::Sender<Result<(), SfuError>>),
+    Mute(TransportId, bool, bool),
+    Leave(TransportId),
+    Shutdown,
+}
+
+/// Handle to the running SFU. Cheap to clone; every method is a message to the
+/// media task, answered through a one-shot channel.
+#[derive(Clone)]
+pub struct Sfu {
+    tx: mpsc::Sender<Command>,
+    local_addr: SocketAddr,
+    advertised: SocketAddr,
+    stats: Arc<SfuStats>,
+}
+
+impl Sfu {
+    /// Binds the shared media socket and starts the media task.
+    ///
+    /// # Errors
+    /// [`SfuError::Bind`] when the socket cannot be bound.
+    pub async fn start(config: MediaConfig) -> Result<(Sfu, tokio::task::JoinHandle<()>), SfuError> {
+        let stats = Arc::new(SfuStats::default());
+        let (tx, rx) = mpsc::channel(1024);
+        let engine = engine::Engine::bind(&config, stats.clone(), rx)?;
+        let local_addr = engine.local_addr();
+        let advertised = engine.advertised_addr();
+        let handle = tokio::spawn(engine.run());
+        Ok((Sfu { tx, local_addr, advertised, stats }, handle))
+    }
+
+    /// The address the media socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address put in ICE candidates.
+    pub fn advertised_addr(&self) -> SocketAddr {
+        self.advertised
+    }
+
+    /// Live counters (packets, drops, keyframe requests).
+    pub fn stats(&self) -> &Arc<SfuStats> {
+        &self.stats
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, SfuError>>) -> Command,
+    ) -> Result<T, SfuError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| SfuError::Stopped)?;
+        rx.await.map_err(|_| SfuError::Stopped)?
+    }
+
+    /// Joins a room, creating its Transport.
+    ///
+    /// # Errors
+    /// [`SfuError::RoomFull`]; [`SfuError::Rtc`] if the peer connection cannot be built.
+    pub async fn join(&self, req: JoinRequest) -> Result<JoinReply, SfuError> {
+        self.call(|r| Command::Join(req, r)).await
+    }
+
+    /// Applies the client's offer and returns the SDP answer.
+    ///
+    /// # Errors
+    /// [`SfuError::BadSdp`], [`SfuError::Glare`], [`SfuError::NotJoined`].
+    pub async fn offer(&self, t: TransportId, sdp: String) -> Result<String, SfuError> {
+        self.call(|r| Command::Offer(t, sdp, r)).await
+    }
+
+    /// Applies the client's answer to the server's last offer.
+    ///
+    /// # Errors
+    /// [`SfuError::WrongState`] when no offer is outstanding; [`SfuError::BadSdp`].
+    pub async fn answer(&self, t: TransportId, sdp: String) -> Result<(), SfuError> {
+        self.call(|r| Command::Answer(t, sdp, r)).await
+    }
+
+    /// Adds a trickled remote candidate. `.local` (mDNS) candidates are accepted and
+    /// ignored: the SFU is ICE-lite and learns peer-reflexive addresses from checks.
+    ///
+    /// # Errors
+    /// [`SfuError::BadCandidate`], [`SfuError::NotJoined`].
+    pub async fn candidate(&self, t: TransportId, c: RemoteCandidate) -> Result<(), SfuError> {
+        self.call(|r| Command::Candidate(t, c, r)).await
+    }
+
+    /// Records and announces a participant's mute state.
+    pub async fn mute(&self, t: TransportId, audio: bool, video: bool) {
+        let _ = self.tx.send(Command::Mute(t, audio, video)).await;
+    }
+
+    /// Leaves the room: the Transport closes and its Producers end for everyone.
+    pub async fn leave(&self, t: TransportId) {
+        let _ = self.tx.send(Command::Leave(t)).await;
+    }
+
+    /// Closes every Transport (each gets `Closed { reason: "server_shutdown" }`) and
+    /// stops the media task.
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+    }
+}

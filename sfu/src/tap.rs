@@ -1,0 +1,71 @@
+//! The interceptor that lets keyframe requests through to the SFU.
+//!
+//! `rtc`'s interceptor chain ends in a terminus that swallows inbound RTCP unless
+//! a packet carries `Attribute::DeliverToApplication`. This interceptor sits at the
+//! application end of the chain (after the NACK responder and report
+//! interceptors have seen everything) and marks compound RTCP packets that hold a
+//! PLI (RFC 4585 §6.3.1) or FIR (RFC 5104 §4.3.1), so the SFU can turn them into
+//! a debounced keyframe request upstream. Receiver reports and NACKs stay with
+//! the chain: NACKs are answered from the NACK responder's send history.
+
+use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::sansio::Protocol;
+use rtc::shared::error::Error;
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// Where the tap sits (an `rtc` interceptor `Slot`): above the jitter buffer (13 000), below nothing else.
+pub const TAP_SLOT: usize = 14_000;
+
+/// Marks inbound PLI/FIR for the application (see the module docs). Test clients
+/// use it too, to see the keyframe requests the SFU sends upstream.
+#[derive(Default)]
+pub struct KeyframeRequestTap {
+    reads: VecDeque<TaggedPacket>,
+    writes: VecDeque<TaggedPacket>,
+}
+
+/// Whether a compound RTCP packet asks for a keyframe.
+pub fn asks_for_keyframe(pkts: &[Box<dyn rtc::rtcp::Packet>]) -> bool {
+    pkts.iter().any(|p| {
+        let any = p.as_any();
+        any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+    })
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Error> {
+        if let Packet::Rtcp(pkts) = &msg.message.packet {
+            if asks_for_keyframe(pkts) {
+                msg.message.add(Attribute::DeliverToApplication);
+            }
+        }
+        self.reads.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.reads.pop_front()
+    }
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Error> {
+        self.writes.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.writes.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequestTap {
+    fn bind_local_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
+}

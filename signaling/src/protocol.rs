@@ -1,0 +1,330 @@
+//! The signaling wire protocol, version 1: JSON text frames over one WebSocket.
+//! Every message is an object with a `type`. `docs/signaling.md` lists them with
+//! their fields, order and limits.
+
+use fengqiao_sfu::ParticipantInfo;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The protocol version this server speaks; `join.v` must equal it.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest message accepted, bytes. Larger ones get `too_large` (up to
+/// [`HARD_MAX_MESSAGE`], beyond which the WebSocket layer closes with 1009).
+pub const MAX_MESSAGE: usize = 64 * 1024;
+/// Frame size at which the WebSocket itself gives up (close code 1009).
+pub const HARD_MAX_MESSAGE: usize = 1024 * 1024;
+/// Sustained messages per second allowed per connection.
+pub const RATE_PER_SEC: f64 = 20.0;
+/// Burst allowance above the sustained rate.
+pub const RATE_BURST: f64 = 60.0;
+
+/// Typed error codes sent in `{"type":"error","code":...}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not valid JSON, or not a JSON object with a string `type`.
+    BadJson,
+    /// A `type` this server does not know.
+    UnknownType,
+    /// A known `type` with a missing or mistyped field (the message names it).
+    BadField,
+    /// Message larger than 64 KiB.
+    TooLarge,
+    /// More than the allowed messages per second; the message was dropped.
+    RateLimited,
+    /// `join.v` is not a version this server speaks.
+    BadVersion,
+    /// The invite token is malformed or wrongly signed.
+    BadToken,
+    /// The invite token has expired.
+    TokenExpired,
+    /// The room holds its maximum of participants.
+    RoomFull,
+    /// The message needs a joined participant.
+    NotJoined,
+    /// `join` after a successful join.
+    AlreadyJoined,
+    /// Offer/answer in a negotiation state that does not allow it.
+    WrongState,
+    /// The client offered while the server's offer is outstanding.
+    Glare,
+    /// The SDP could not be applied.
+    BadSdp,
+    /// The ICE candidate could not be parsed.
+    BadCandidate,
+    /// A server-side failure.
+    Internal,
+}
+
+impl ErrorCode {
+    /// From an SFU error's code string.
+    pub fn from_sfu(code: &str) -> Self {
+        match code {
+            "room_full" => Self::RoomFull,
+            "not_joined" => Self::NotJoined,
+            "wrong_state" => Self::WrongState,
+            "glare" => Self::Glare,
+            "bad_sdp" => Self::BadSdp,
+            "bad_candidate" => Self::BadCandidate,
+            _ => Self::Internal,
+        }
+    }
+}
+
+/// A message from the client, after validation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMessage {
+    /// First message: protocol version and invite token.
+    Join {
+        /// Protocol version; must be [`PROTOCOL_VERSION`].
+        v: u32,
+        /// The invite token from the join URL.
+        token: String,
+    },
+    /// The client's SDP offer (its first, or a later renegotiation).
+    Offer {
+        /// SDP text.
+        sdp: String,
+    },
+    /// The client's answer to the server's last offer.
+    Answer {
+        /// SDP text.
+        sdp: String,
+    },
+    /// A trickled ICE candidate (RFC 8839 §5.1 text; empty = end of candidates).
+    Candidate {
+        /// `candidate:...`.
+        candidate: String,
+        /// The m-line's mid.
+        sdp_mid: Option<String>,
+        /// The m-line's index.
+        sdp_mline_index: Option<u16>,
+    },
+    /// Own microphone / camera state.
+    Mute {
+        /// Microphone muted.
+        audio: bool,
+        /// Camera off.
+        video: bool,
+    },
+    /// Leave the room; the server answers `left` and closes.
+    Leave,
+    /// Keep-alive; answered with `pong`.
+    Ping,
+}
+
+/// Why a client message was refused before reaching the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// The error code.
+    pub code: ErrorCode,
+    /// Human-readable detail, naming the field where there is one.
+    pub message: String,
+    /// The message `type`, when it could be read.
+    pub re: Option<String>,
+}
+
+fn field_str(obj: &serde_json::Map<String, Value>, name: &str, ty: &str) -> Result<String, ParseError> {
+    match obj.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(bad_field(ty, format!("field `{name}` must be a string"))),
+        None => Err(bad_field(ty, format!("missing field `{name}`"))),
+    }
+}
+
+fn field_bool(obj: &serde_json::Map<String, Value>, name: &str, ty: &str) -> Result<bool, ParseError> {
+    match obj.get(name) {
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(bad_field(ty, format!("field `{name}` must be a boolean"))),
+        None => Err(bad_field(ty, format!("missing field `{name}`"))),
+    }
+}
+
+fn bad_field(ty: &str, message: String) -> ParseError {
+    ParseError { code: ErrorCode::BadField, message, re: Some(ty.to_owned()) }
+}
+
+/// Parses and validates one text frame.
+///
+/// # Errors
+/// A [`ParseError`] with `bad_json`, `unknown_type`, `bad_field` or `too_large`.
+pub fn parse_client(text: &str) -> Result<ClientMessage, ParseError> {
+    if text.len() > MAX_MESSAGE {
+        return Err(ParseError {
+            code: ErrorCode::TooLarge,
+            message: format!("message of {} bytes exceeds {MAX_MESSAGE}", text.len()),
+            re: None,
+        });
+    }
+    let v: Value = serde_json::from_str(text).map_err(|e| ParseError {
+        code: ErrorCode::BadJson,
+        message: format!("invalid JSON: {e}"),
+        re: None,
+    })?;
+    let Value::Object(obj) = v else {
+        return Err(ParseError { code: ErrorCode::BadJson, message: "expected a JSON object".into(), re: None });
+    };
+    let ty = match obj.get("type") {
+        Some(Value::String(t)) => t.clone(),
+        _ => {
+            return Err(ParseError {
+                code: ErrorCode::BadJson,
+                message: "missing string field `type`".into(),
+                re: None,
+            })
+        }
+    };
+    let t = ty.as_str();
+    Ok(match t {
+        "join" => {
+            let v = match obj.get("v") {
+                Some(Value::Number(n)) => n
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| bad_field(t, "field `v` must be a small positive integer".into()))?,
+                Some(_) => return Err(bad_field(t, "field `v` must be a number".into())),
+                None => return Err(bad_field(t, "missing field `v`".into())),
+            };
+            ClientMessage::Join { v, token: field_str(&obj, "token", t)? }
+        }
+        "offer" => ClientMessage::Offer { sdp: field_str(&obj, "sdp", t)? },
+        "answer" => ClientMessage::Answer { sdp: field_str(&obj, "sdp", t)? },
+        "candidate" => {
+            let sdp_mid = match obj.get("sdpMid") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(_) => return Err(bad_field(t, "field `sdpMid` must be a string".into())),
+            };
+            let sdp_mline_index = match obj.get("sdpMLineIndex") {
+                None | Some(Value::Null) => None,
+                Some(Value::Number(n)) => Some(
+                    n.as_u64()
+                        .and_then(|n| u16::try_from(n).ok())
+                        .ok_or_else(|| bad_field(t, "field `sdpMLineIndex` out of range".into()))?,
+                ),
+                Some(_) => return Err(bad_field(t, "field `sdpMLineIndex` must be a number".into())),
+            };
+            ClientMessage::Candidate { candidate: field_str(&obj, "candidate", t)?, sdp_mid, sdp_mline_index }
+        }
+        "mute" => ClientMessage::Mute { audio: field_bool(&obj, "audio", t)?, video: field_bool(&obj, "video", t)? },
+        "leave" => ClientMessage::Leave,
+        "ping" => ClientMessage::Ping,
+        other => {
+            return Err(ParseError {
+                code: ErrorCode::UnknownType,
+                message: format!("unknown message type `{}`", other.chars().take(64).collect::<String>()),
+                re: Some(other.chars().take(64).collect()),
+            })
+        }
+    })
+}
+
+/// A message from the server.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Join accepted.
+    Joined {
+        /// Protocol version.
+        v: u32,
+        /// The room id.
+        room: String,
+        /// The joining participant, as others see them.
+        me: ParticipantInfo,
+        /// Everyone already in the room.
+        participants: Vec<ParticipantInfo>,
+        /// Case id from the invite, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        case_id: Option<String>,
+        /// Session id from the invite, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session_id: Option<String>,
+    },
+    /// The answer to the client's offer.
+    Answer {
+        /// SDP text.
+        sdp: String,
+    },
+    /// A server-initiated offer (Consumers added or removed).
+    Offer {
+        /// SDP text.
+        sdp: String,
+    },
+    /// Someone joined.
+    ParticipantJoined {
+        /// Who.
+        participant: ParticipantInfo,
+    },
+    /// Someone left; their tracks have ended.
+    ParticipantLeft {
+        /// Who.
+        id: String,
+    },
+    /// Someone's mute state.
+    Mute {
+        /// Who.
+        id: String,
+        /// Microphone muted.
+        audio: bool,
+        /// Camera off.
+        video: bool,
+    },
+    /// The active speaker (RFC 6464 levels), `null` when silent.
+    ActiveSpeaker {
+        /// Who.
+        id: Option<String>,
+    },
+    /// Reply to `ping`.
+    Pong,
+    /// Reply to `leave`, just before the server closes.
+    Left,
+    /// The server ended this participant's session (replaced, ICE failure...).
+    Closed {
+        /// Why.
+        reason: String,
+    },
+    /// Something went wrong with a client message; the connection stays open.
+    Error {
+        /// Machine-readable code.
+        code: ErrorCode,
+        /// Human-readable detail.
+        message: String,
+        /// The `type` of the message that caused it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        re: Option<String>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects() {
+        assert_eq!(
+            parse_client(r#"{"type":"join","v":1,"token":"t"}"#).unwrap(),
+            ClientMessage::Join { v: 1, token: "t".into() }
+        );
+        assert_eq!(parse_client("{").unwrap_err().code, ErrorCode::BadJson);
+        assert_eq!(parse_client("[1]").unwrap_err().code, ErrorCode::BadJson);
+        assert_eq!(parse_client(r#"{"type":"dance"}"#).unwrap_err().code, ErrorCode::UnknownType);
+        let e = parse_client(r#"{"type":"offer","sdp":5}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadField);
+        assert!(e.message.contains("sdp"));
+        let e = parse_client(r#"{"type":"mute","audio":true}"#).unwrap_err();
+        assert!(e.message.contains("video"));
+        let big = format!(r#"{{"type":"offer","sdp":"{}"}}"#, "x".repeat(MAX_MESSAGE));
+        assert_eq!(parse_client(&big).unwrap_err().code, ErrorCode::TooLarge);
+        assert!(matches!(
+            parse_client(r#"{"type":"candidate","candidate":"","sdpMid":null,"sdpMLineIndex":0}"#).unwrap(),
+            ClientMessage::Candidate { sdp_mline_index: Some(0), .. }
+        ));
+    }
+
+    #[test]
+    fn error_serialises_with_code() {
+        let m = ServerMessage::Error { code: ErrorCode::RoomFull, message: "full".into(), re: Some("join".into()) };
+        let s = serde_json::to_string(&m).unwrap();
+        assert_eq!(s, r#"{"type":"error","code":"room_full","message":"full","re":"join"}"#);
+    }
+}

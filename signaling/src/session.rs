@@ -1,0 +1,314 @@
+//! One WebSocket connection: join, then relay between the client and its Transport.
+//!
+//! ```text
+//!  client ──text frame──► parse_client ──► rate limit ──► state machine ──► Sfu (command + one-shot reply)
+//!  client ◄──text frame── ServerMessage ◄── ParticipantEvent (bounded channel from the media task)
+//! ```
+//! A bad message gets `{"type":"error",...}` and changes nothing else: the
+//! connection, the Transport and the room carry on.
+
+use crate::invite::{unix_now, InviteKey};
+use crate::protocol::{
+    parse_client, ClientMessage, ErrorCode, ServerMessage, HARD_MAX_MESSAGE, PROTOCOL_VERSION, RATE_BURST,
+    RATE_PER_SEC,
+};
+use crate::SignalingError;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use fengqiao_sfu::{
+    JoinRequest, ParticipantEvent, ParticipantId, RemoteCandidate, RoomId, Sfu, SfuError, TransportId,
+    EVENT_QUEUE,
+};
+use futures_util::{SinkExt, StreamExt};
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tracing::{debug, info, info_span, Instrument};
+
+/// What every connection shares.
+#[derive(Clone)]
+pub struct SignalingState {
+    /// The SFU handle.
+    pub sfu: Sfu,
+    /// The invite key tokens are checked with.
+    pub key: InviteKey,
+}
+
+/// `GET /ws`: the signaling WebSocket.
+pub fn router(state: SignalingState) -> Router {
+    Router::new().route("/ws", get(ws_upgrade)).with_state(state)
+}
+
+async fn ws_upgrade(State(state): State<SignalingState>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(HARD_MAX_MESSAGE)
+        .max_frame_size(HARD_MAX_MESSAGE)
+        .on_upgrade(move |socket| {
+            let span = info_span!("ws");
+            Connection::new(state).run(socket).instrument(span)
+        })
+}
+
+/// Token bucket: [`RATE_PER_SEC`] sustained, [`RATE_BURST`] burst.
+struct RateLimit {
+    tokens: f64,
+    last: Instant,
+    last_error: Option<Instant>,
+}
+
+impl RateLimit {
+    fn allow(&mut self, now: Instant) -> bool {
+        let dt = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * RATE_PER_SEC).min(RATE_BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct Joined {
+    transport: TransportId,
+    room: RoomId,
+    participant: ParticipantId,
+}
+
+struct Connection {
+    state: SignalingState,
+    joined: Option<Joined>,
+    rate: RateLimit,
+}
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+fn error(code: ErrorCode, message: impl Into<String>, re: Option<&str>) -> ServerMessage {
+    ServerMessage::Error { code, message: message.into(), re: re.map(str::to_owned) }
+}
+
+fn sfu_error(e: SfuError, re: &str) -> ServerMessage {
+    error(ErrorCode::from_sfu(e.code()), e.to_string(), Some(re))
+}
+
+impl Connection {
+    fn new(state: SignalingState) -> Self {
+        Self {
+            state,
+            joined: None,
+            rate: RateLimit { tokens: RATE_BURST, last: Instant::now(), last_error: None },
+        }
+    }
+
+    async fn run(mut self, socket: WebSocket) {
+        let (mut tx, mut rx) = socket.split();
+        let (ev_tx, mut ev_rx) = mpsc::channel::<ParticipantEvent>(EVENT_QUEUE);
+        let mut ev_tx = Some(ev_tx);
+        loop {
+            tokio::select! {
+                frame = rx.next() => {
+                    let Some(Ok(frame)) = frame else { break };
+                    let text = match frame {
+                        Message::Text(t) => t,
+                        Message::Binary(_) => {
+                            let m = error(ErrorCode::BadJson, "binary frames are not accepted; send JSON text", None);
+                            if send(&mut tx, &m).await.is_err() { break }
+                            continue;
+                        }
+                        Message::Close(_) => break,
+                        _ => continue,
+                    };
+                    let now = Instant::now();
+                    if !self.rate.allow(now) {
+                        // One error a second at most, so a flood is not echoed back.
+                        if self.rate.last_error.is_none_or(|t| now.duration_since(t).as_secs() >= 1) {
+                            self.rate.last_error = Some(now);
+                            let m = error(ErrorCode::RateLimited, "too many messages; this one was dropped", None);
+                            if send(&mut tx, &m).await.is_err() { break }
+                        }
+                        continue;
+                    }
+                    let mut out = Vec::new();
+                    let flow = match parse_client(text.as_str()) {
+                        Ok(msg) => self.handle(msg, &mut ev_tx, &mut out).await,
+                        Err(e) => {
+                            debug!(code = ?e.code, "bad client message: {}", e.message);
+                            out.push(ServerMessage::Error { code: e.code, message: e.message, re: e.re });
+                            Flow::Continue
+                        }
+                    };
+                    let mut failed = false;
+                    for m in &out {
+                        if send(&mut tx, m).await.is_err() { failed = true; break }
+                    }
+                    if failed { break }
+                    if let Flow::Close = flow {
+                        let _ = tx.send(Message::Close(Some(CloseFrame { code: 1000, reason: "left".into() }))).await;
+                        break;
+                    }
+                }
+                ev = ev_rx.recv(), if self.joined.is_some() => {
+                    let Some(ev) = ev else { break };
+                    let (msg, close) = event_message(ev);
+                    if send(&mut tx, &msg).await.is_err() { break }
+                    if close {
+                        self.joined = None; // the server already removed the Transport
+                        let _ = tx.send(Message::Close(Some(CloseFrame { code: 1000, reason: "closed".into() }))).await;
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(j) = self.joined.take() {
+            info!(room = %j.room, participant = %j.participant, "signaling closed; leaving");
+            self.state.sfu.leave(j.transport).await;
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        msg: ClientMessage,
+        ev_tx: &mut Option<mpsc::Sender<ParticipantEvent>>,
+        out: &mut Vec<ServerMessage>,
+    ) -> Flow {
+        let sfu = self.state.sfu.clone();
+        match msg {
+            ClientMessage::Join { v, token } => {
+                if self.joined.is_some() {
+                    out.push(error(ErrorCode::AlreadyJoined, "this connection has joined already", Some("join")));
+                    return Flow::Continue;
+                }
+                if v != PROTOCOL_VERSION {
+                    out.push(error(
+                        ErrorCode::BadVersion,
+                        format!("protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}"),
+                        Some("join"),
+                    ));
+                    return Flow::Continue;
+                }
+                let claims = match self.state.key.verify(&token, unix_now()) {
+                    Ok(c) => c,
+                    Err(SignalingError::ExpiredToken) => {
+                        out.push(error(ErrorCode::TokenExpired, "the invite has expired", Some("join")));
+                        return Flow::Continue;
+                    }
+                    Err(e) => {
+                        out.push(error(ErrorCode::BadToken, e.to_string(), Some("join")));
+                        return Flow::Continue;
+                    }
+                };
+                let Some(events) = ev_tx.clone() else {
+                    out.push(error(ErrorCode::Internal, "connection cannot join again", Some("join")));
+                    return Flow::Continue;
+                };
+                let room = RoomId::from(claims.room.as_str());
+                let participant = ParticipantId::from(claims.pid.as_str());
+                let req = JoinRequest {
+                    room: room.clone(),
+                    participant: participant.clone(),
+                    name: claims.name.clone(),
+                    role: claims.role.as_str().to_owned(),
+                    events,
+                };
+                match sfu.join(req).await {
+                    Ok(reply) => {
+                        info!(room = %room, participant = %participant, role = claims.role.as_str(), "joined");
+                        let me = fengqiao_sfu::ParticipantInfo {
+                            id: participant.clone(),
+                            name: claims.name,
+                            role: claims.role.as_str().to_owned(),
+                            audio_muted: false,
+                            video_muted: false,
+                        };
+                        self.joined = Some(Joined { transport: reply.transport, room: room.clone(), participant });
+                        out.push(ServerMessage::Joined {
+                            v: PROTOCOL_VERSION,
+                            room: room.to_string(),
+                            me,
+                            participants: reply.participants,
+                            case_id: claims.case_id,
+                            session_id: claims.session_id,
+                        });
+                    }
+                    Err(e) => out.push(sfu_error(e, "join")),
+                }
+            }
+            ClientMessage::Ping => out.push(ServerMessage::Pong),
+            other => {
+                let Some(j) = &self.joined else {
+                    out.push(error(ErrorCode::NotJoined, "send `join` first", Some(type_name(&other))));
+                    return Flow::Continue;
+                };
+                let t = j.transport;
+                match other {
+                    ClientMessage::Offer { sdp } => match sfu.offer(t, sdp).await {
+                        Ok(answer) => out.push(ServerMessage::Answer { sdp: answer }),
+                        Err(e) => out.push(sfu_error(e, "offer")),
+                    },
+                    ClientMessage::Answer { sdp } => {
+                        if let Err(e) = sfu.answer(t, sdp).await {
+                            out.push(sfu_error(e, "answer"));
+                        }
+                    }
+                    ClientMessage::Candidate { candidate, sdp_mid, sdp_mline_index } => {
+                        let c = RemoteCandidate { candidate, sdp_mid, sdp_mline_index };
+                        if let Err(e) = sfu.candidate(t, c).await {
+                            out.push(sfu_error(e, "candidate"));
+                        }
+                    }
+                    ClientMessage::Mute { audio, video } => sfu.mute(t, audio, video).await,
+                    ClientMessage::Leave => {
+                        sfu.leave(t).await;
+                        self.joined = None;
+                        *ev_tx = None;
+                        out.push(ServerMessage::Left);
+                        return Flow::Close;
+                    }
+                    ClientMessage::Join { .. } | ClientMessage::Ping => {}
+                }
+            }
+        }
+        Flow::Continue
+    }
+}
+
+fn type_name(m: &ClientMessage) -> &'static str {
+    match m {
+        ClientMessage::Join { .. } => "join",
+        ClientMessage::Offer { .. } => "offer",
+        ClientMessage::Answer { .. } => "answer",
+        ClientMessage::Candidate { .. } => "candidate",
+        ClientMessage::Mute { .. } => "mute",
+        ClientMessage::Leave => "leave",
+        ClientMessage::Ping => "ping",
+    }
+}
+
+fn event_message(ev: ParticipantEvent) -> (ServerMessage, bool) {
+    match ev {
+        ParticipantEvent::Offer { sdp } => (ServerMessage::Offer { sdp }, false),
+        ParticipantEvent::Joined(p) => (ServerMessage::ParticipantJoined { participant: p }, false),
+        ParticipantEvent::Left { id } => (ServerMessage::ParticipantLeft { id: id.to_string() }, false),
+        ParticipantEvent::Muted { id, audio, video } => {
+            (ServerMessage::Mute { id: id.to_string(), audio, video }, false)
+        }
+        ParticipantEvent::ActiveSpeaker { id } => {
+            (ServerMessage::ActiveSpeaker { id: id.map(|i| i.to_string()) }, false)
+        }
+        ParticipantEvent::Closed { reason } => (ServerMessage::Closed { reason: reason.to_owned() }, true),
+    }
+}
+
+async fn send<S>(tx: &mut S, m: &ServerMessage) -> Result<(), ()>
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    // ServerMessage holds only strings, numbers and enums: serialising cannot fail.
+    let text = serde_json::to_string(m).expect("server message serialises");
+    tx.send(Message::Text(text.into())).await.map_err(|_| ())
+}

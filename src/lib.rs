@@ -1,0 +1,5 @@
+//! The `fengqiao` server: wires config, the SFU, signaling and the web pages
+//! together. `main.rs` is the command line on top of [`server::start`].
+
+pub mod config;
+pub mod server;
