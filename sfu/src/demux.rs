@@ -9,6 +9,9 @@
 //!   Transport only after that Transport answered a binding request from that
 //!   address with a success response: a forged USERNAME alone cannot take an
 //!   address over, since the success needs the right MESSAGE-INTEGRITY.
+//! - A STUN *response* to one of our own checks (the `rtc` ICE agent sends
+//!   triggered checks even in lite mode) can arrive from an address not bound
+//!   yet; it is routed by the transaction id we recorded when sending the request.
 
 /// What a datagram on the media port carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +55,17 @@ pub fn is_binding_request(b: &[u8]) -> bool {
 /// True for a STUN Binding success response (type 0x0101).
 pub fn is_binding_success(b: &[u8]) -> bool {
     stun_type(b) == Some(0x0101)
+}
+
+/// True for any STUN response (success or error) to a Binding request.
+pub fn is_binding_response(b: &[u8]) -> bool {
+    matches!(stun_type(b), Some(0x0101) | Some(0x0111))
+}
+
+/// The 96-bit transaction id of a STUN message (RFC 8489 §5).
+pub fn stun_transaction_id(b: &[u8]) -> Option<[u8; 12]> {
+    stun_type(b)?;
+    b[8..20].try_into().ok()
 }
 
 /// The receiver's ufrag from a STUN request's USERNAME (`"ours:theirs"`), or
@@ -104,6 +118,8 @@ mod tests {
         assert!(is_binding_request(&m));
         assert_eq!(stun_local_ufrag(&m), Some("srvufrag"));
         assert!(is_binding_success(&stun(0x0101, &[])));
+        assert!(is_binding_response(&stun(0x0111, &[])));
+        assert_eq!(stun_transaction_id(&m), Some([9u8; 12]));
     }
 
     #[test]

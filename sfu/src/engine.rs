@@ -20,18 +20,12 @@ use crate::demux::{self, DatagramKind};
 use crate::keyframe::{is_keyframe_start, VideoCodec};
 use crate::sdp;
 use crate::stats::SfuStats;
-use crate::tap::{KeyframeRequestTap, TAP_SLOT};
 use crate::{
     Command, ConsumerId, JoinReply, JoinRequest, MediaConfig, ParticipantEvent, ParticipantId,
     ParticipantInfo, ProducerId, RemoteCandidate, RoomId, SfuError, TransportId,
 };
 use bytes::BytesMut;
-use rtc::interceptor::{Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::MediaEngine;
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -40,7 +34,6 @@ use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
 };
 use rtc::peer_connection::RTCPeerConnection;
-use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::rtcp::payload_feedbacks::full_intra_request::{FirEntry, FullIntraRequest};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
@@ -71,6 +64,8 @@ const SPEAKING_THRESHOLD: f32 = 60.0;
 const RECV_BATCH: usize = 64;
 /// Largest datagram accepted.
 const MAX_DATAGRAM: usize = 1500;
+/// How long our own STUN checks are remembered for routing their responses.
+const STUN_TRANSACTION_TTL: Duration = Duration::from_secs(40);
 /// Socket buffer sizes asked of the OS, bytes.
 const SOCKET_BUFFER: usize = 4 << 20;
 
@@ -154,6 +149,8 @@ pub(crate) struct Engine {
     transports: HashMap<TransportId, Transport>,
     by_ufrag: HashMap<String, TransportId>,
     by_addr: HashMap<SocketAddr, TransportId>,
+    /// Our own outstanding STUN checks: transaction id → Transport, time sent.
+    by_txid: HashMap<[u8; 12], (TransportId, Instant)>,
     rooms: HashMap<RoomId, Room>,
     producers: HashMap<ProducerId, Producer>,
     timers: BinaryHeap<Reverse<(Instant, TransportId)>>,
@@ -204,6 +201,7 @@ impl Engine {
             transports: HashMap::new(),
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
+            by_txid: HashMap::new(),
             rooms: HashMap::new(),
             producers: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -307,25 +305,6 @@ impl Engine {
         }
     }
 
-    fn build_pc(&self, ufrag: &str, pwd: &str) -> Result<RTCPeerConnection, SfuError> {
-        let mut me = MediaEngine::default();
-        sdp::register_codecs(&mut me).map_err(rtc_err)?;
-        let registry = register_default_interceptors(Registry::new(), &mut me)
-            .map_err(rtc_err)?
-            .with(Slot::from(TAP_SLOT), KeyframeRequestTap::default());
-        let setting = SettingEngineBuilder::new()
-            .with_lite(true)
-            .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
-            .build();
-        RTCPeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_setting_engine(setting)
-            .with_media_engine(me)
-            .with_interceptor_registry(registry)
-            .build(Instant::now())
-            .map_err(rtc_err)
-    }
-
     fn join(&mut self, req: JoinRequest) -> Result<JoinReply, SfuError> {
         // A second join with the same participant id replaces the first (reconnect).
         if let Some(old) = self
@@ -343,7 +322,7 @@ impl Engine {
         let id = TransportId(self.next_id());
         let ufrag = format!("fq{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
         let pwd = format!("{:032x}", rand::random::<u128>());
-        let pc = self.build_pc(&ufrag, &pwd)?;
+        let pc = sdp::peer_connection(&ufrag, &pwd)?;
         let info = ParticipantInfo {
             id: req.participant.clone(),
             name: req.name,
@@ -780,6 +759,9 @@ impl Engine {
             None if kind == DatagramKind::Stun && demux::is_binding_request(data) => {
                 demux::stun_local_ufrag(data).and_then(|u| self.by_ufrag.get(u).copied())
             }
+            None if kind == DatagramKind::Stun && demux::is_binding_response(data) => demux::stun_transaction_id(data)
+                .and_then(|id| self.by_txid.remove(&id))
+                .map(|(t, _)| t),
             None => None,
         };
         let Some(tid) = tid else {
@@ -863,6 +845,11 @@ impl Engine {
             t.dirty = false;
             while let Some(msg) = t.pc.poll_write() {
                 let to = msg.transport.peer_addr;
+                if demux::is_binding_request(&msg.message) {
+                    if let Some(txid) = demux::stun_transaction_id(&msg.message) {
+                        self.by_txid.insert(txid, (tid, now));
+                    }
+                }
                 if demux::is_binding_success(&msg.message) && !t.addrs.contains(&to) {
                     t.addrs.push(to);
                     new_addrs.push(to);
@@ -1123,6 +1110,10 @@ impl Engine {
     // ------------------------------------------------------------ housekeeping
 
     fn housekeeping(&mut self, now: Instant) {
+        // STUN transactions time out after 39.5 s at most (RFC 8489 §6.2.1).
+        if !self.by_txid.is_empty() {
+            self.by_txid.retain(|_, (_, sent)| now.duration_since(*sent) < STUN_TRANSACTION_TTL);
+        }
         // Repeat keyframe requests for Consumers still waiting, and deferred ones.
         let mut owners = Vec::new();
         for prod in self.producers.values_mut() {

@@ -10,6 +10,13 @@
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
 };
+use crate::tap::{KeyframeRequestTap, TAP_SLOT};
+use rtc::interceptor::{Registry, Slot};
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use std::time::Instant;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
@@ -145,6 +152,33 @@ pub fn register_codecs(me: &mut MediaEngine) -> Result<(), rtc::shared::error::E
         me.register_header_extension(RTCRtpHeaderExtensionCapability { uri: uri.into() }, kind, None)?;
     }
     Ok(())
+}
+
+/// Builds one SFU-side peer connection (a Transport's engine): ICE-lite with the
+/// given credentials (known up front so STUN can be routed by ufrag), the codec
+/// table above, `rtc`'s default interceptors (NACK generator and responder, RTCP
+/// reports, TWCC receiver) and the keyframe-request tap.
+///
+/// # Errors
+/// [`SfuError::Rtc`](crate::SfuError::Rtc) if `rtc` refuses the configuration.
+pub fn peer_connection(ufrag: &str, pwd: &str) -> Result<RTCPeerConnection, crate::SfuError> {
+    let err = |e: rtc::shared::error::Error| crate::SfuError::Rtc(e.to_string());
+    let mut me = MediaEngine::default();
+    register_codecs(&mut me).map_err(err)?;
+    let registry = register_default_interceptors(Registry::new(), &mut me)
+        .map_err(err)?
+        .with(Slot::from(TAP_SLOT), KeyframeRequestTap::default());
+    let setting = SettingEngineBuilder::new()
+        .with_lite(true)
+        .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
+        .build();
+    RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(setting)
+        .with_media_engine(me)
+        .with_interceptor_registry(registry)
+        .build(Instant::now())
+        .map_err(err)
 }
 
 #[cfg(test)]

@@ -1,0 +1,355 @@
+// Fengqiao room client: join page, preview, signaling (docs/signaling.md), media grid.
+// No build step; plain ES2020. Test hooks: data-action on controls,
+// <video data-participant-id> per remote tile, and window.fq.stats().
+"use strict";
+
+const I18N = {
+  zh: {
+    brand: "枫桥在线调解", joinTitle: "加入调解会议", youJoinAs: "您的身份", nameFixed: "姓名由邀请链接确定，不能修改。",
+    camera: "摄像头", microphone: "麦克风", join: "加入", leave: "离开", mute: "静音", unmute: "取消静音",
+    cameraOffBtn: "关闭摄像头", cameraOnBtn: "打开摄像头", cameraOff: "摄像头已关闭",
+    privacy: "调解过程不公开。请在安静、私密的环境中参加。",
+    connecting: "正在连接…", connected: "已连接", reconnecting: "连接中断", waitingVideo: "等待视频…",
+    you: "我", leftTitle: "您已离开调解会议", endedTitle: "调解会议已结束",
+    roles: { mediator: "调解员", applicant: "申请人", respondent: "被申请人", agent: "代理人", observer: "旁听" },
+    err: {
+      insecure: "此页面未通过安全连接（HTTPS）打开，浏览器不允许使用摄像头和麦克风。请使用 https:// 开头的邀请链接。",
+      permission: "无法使用摄像头或麦克风：浏览器拒绝了权限。请在地址栏的网站设置中允许摄像头和麦克风，然后刷新页面。",
+      nodevice: "没有找到摄像头或麦克风。请连接设备后刷新页面。",
+      room_full: "调解会议人数已满，无法加入。请联系调解员。",
+      bad_token: "邀请链接无效。请向调解员索取新的链接。",
+      token_expired: "邀请链接已过期。请向调解员索取新的链接。",
+      network: "与服务器的连接中断。请检查网络后刷新页面。",
+      generic: "出现错误：",
+      replaced: "您已在另一个窗口加入此会议。",
+      ice_failed: "媒体连接失败，请检查网络后重新加入。",
+      server_shutdown: "服务器正在维护，会议暂停。",
+    },
+  },
+  en: {
+    brand: "Fengqiao Online Mediation", joinTitle: "Join the mediation session", youJoinAs: "You join as",
+    nameFixed: "Your name comes from the invite link and cannot be changed.",
+    camera: "Camera", microphone: "Microphone", join: "Join", leave: "Leave", mute: "Mute", unmute: "Unmute",
+    cameraOffBtn: "Camera off", cameraOnBtn: "Camera on", cameraOff: "Camera is off",
+    privacy: "Mediation is not public. Please join from a quiet, private place.",
+    connecting: "Connecting…", connected: "Connected", reconnecting: "Connection lost", waitingVideo: "Waiting for video…",
+    you: "me", leftTitle: "You have left the session", endedTitle: "The session has ended",
+    roles: { mediator: "Mediator", applicant: "Applicant", respondent: "Respondent", agent: "Agent", observer: "Observer" },
+    err: {
+      insecure: "This page was not opened over a secure connection (HTTPS), so the browser blocks camera and microphone. Use an https:// invite link.",
+      permission: "Camera or microphone permission was denied. Allow them in the site settings and reload.",
+      nodevice: "No camera or microphone found. Connect one and reload.",
+      room_full: "The session is full. Please contact the mediator.",
+      bad_token: "This invite link is not valid. Ask the mediator for a new one.",
+      token_expired: "This invite link has expired. Ask the mediator for a new one.",
+      network: "The connection to the server was lost. Check your network and reload.",
+      generic: "Something went wrong: ",
+      replaced: "You joined this session from another window.",
+      ice_failed: "The media connection failed. Check your network and join again.",
+      server_shutdown: "The server is going down for maintenance; the session is paused.",
+    },
+  },
+};
+const LANG = new URLSearchParams(location.search).get("lang") === "en" ? "en" : "zh";
+function t(key) {
+  const get = (d) => key.split(".").reduce((o, k) => (o == null ? undefined : o[k]), d);
+  const v = get(I18N[LANG]);
+  return v === undefined ? get(I18N.en) : v;
+}
+
+const $ = (id) => document.getElementById(id);
+const token = decodeURIComponent(location.pathname.replace(/^\/join\//, "").replace(/\/$/, ""));
+let claims = {};
+try {
+  const b64 = token.split(".")[0].replace(/-/g, "+").replace(/_/g, "/");
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  claims = JSON.parse(new TextDecoder().decode(bytes));
+} catch (_) { /* the server will say bad_token */ }
+
+const state = {
+  ws: null, pc: null, local: null, me: null, participants: new Map(), streams: new Map(),
+  audioMuted: false, videoMuted: false, queue: Promise.resolve(), joinedAt: 0, firstFrameAt: 0, left: false,
+};
+window.fq = {
+  state,
+  // Per remote participant: decoded video frames and received audio packets (getStats).
+  async stats() {
+    const out = {};
+    if (!state.pc) return out;
+    const report = await state.pc.getStats();
+    const byTrack = new Map();
+    for (const r of state.pc.getReceivers()) byTrack.set(r.track.id, r);
+    for (const [pid, stream] of state.streams) {
+      out[pid] = { framesDecoded: 0, audioPackets: 0 };
+      for (const tr of stream.getTracks()) {
+        const rc = byTrack.get(tr.id);
+        if (!rc) continue;
+        const st = await rc.getStats();
+        st.forEach((s) => {
+          if (s.type !== "inbound-rtp") return;
+          if (s.kind === "video") out[pid].framesDecoded += s.framesDecoded || 0;
+          if (s.kind === "audio") out[pid].audioPackets += s.packetsReceived || 0;
+        });
+      }
+    }
+    void report;
+    return out;
+  },
+  timing() { return { joinedAt: state.joinedAt, firstFrameAt: state.firstFrameAt }; },
+};
+
+function applyI18n() {
+  document.documentElement.lang = LANG === "zh" ? "zh-CN" : "en";
+  for (const el of document.querySelectorAll("[data-i18n]")) {
+    const v = t(el.dataset.i18n);
+    if (typeof v === "string") el.textContent = v;
+  }
+  document.title = t("brand");
+}
+
+function setStatus(key, kind) {
+  const s = $("status");
+  s.textContent = t(key);
+  s.dataset.state = kind || "idle";
+}
+
+function showError(where, key, detail) {
+  const box = $(where);
+  const msg = t("err." + key);
+  box.textContent = msg ? msg + (key === "generic" && detail ? detail : "") : t("err.generic") + (detail || key);
+  box.dataset.code = key;
+  box.hidden = false;
+}
+
+// ---------------------------------------------------------------- lobby
+
+async function listDevices() {
+  const devs = await navigator.mediaDevices.enumerateDevices();
+  const fill = (sel, kind, current) => {
+    sel.innerHTML = "";
+    for (const d of devs.filter((x) => x.kind === kind)) {
+      const o = document.createElement("option");
+      o.value = d.deviceId;
+      o.textContent = d.label || d.deviceId.slice(0, 8);
+      if (d.deviceId === current) o.selected = true;
+      sel.appendChild(o);
+    }
+  };
+  const vt = state.local && state.local.getVideoTracks()[0];
+  const at = state.local && state.local.getAudioTracks()[0];
+  fill($("camera-select"), "videoinput", vt && vt.getSettings().deviceId);
+  fill($("mic-select"), "audioinput", at && at.getSettings().deviceId);
+}
+
+async function openMedia() {
+  const cam = $("camera-select").value, mic = $("mic-select").value;
+  const constraints = {
+    audio: mic ? { deviceId: { exact: mic } } : true,
+    video: cam ? { deviceId: { exact: cam }, width: 1280, height: 720 } : { width: 1280, height: 720 },
+  };
+  if (state.local) state.local.getTracks().forEach((tr) => tr.stop());
+  state.local = await navigator.mediaDevices.getUserMedia(constraints);
+  $("preview").srcObject = state.local;
+}
+
+async function lobby() {
+  applyI18n();
+  $("invited-name").textContent = claims.name || "";
+  $("invited-role").textContent = (t("roles") || {})[claims.role] || claims.role || "";
+  $("room-label").textContent = claims.room ? "#" + claims.room : "";
+  if (!window.isSecureContext || !navigator.mediaDevices) {
+    showError("lobby-error", "insecure");
+    return;
+  }
+  try {
+    await openMedia();
+    await listDevices();
+    $("join").disabled = false;
+  } catch (e) {
+    const key = e && (e.name === "NotAllowedError" || e.name === "SecurityError") ? "permission"
+      : e && (e.name === "NotFoundError" || e.name === "OverconstrainedError") ? "nodevice" : "generic";
+    showError("lobby-error", key, e && e.message);
+    $("lobby-error").dataset.code = key;
+  }
+  for (const id of ["camera-select", "mic-select"]) {
+    $(id).addEventListener("change", () => openMedia().catch((e) => showError("lobby-error", "generic", e.message)));
+  }
+  $("join").addEventListener("click", join);
+}
+
+// ---------------------------------------------------------------- room
+
+function send(msg) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(msg));
+}
+
+function tile(pid, name, role, self) {
+  let el = document.querySelector(`.tile[data-tile="${CSS.escape(pid)}"]`);
+  if (el) return el;
+  el = document.createElement("div");
+  el.className = "tile" + (self ? " self" : "");
+  el.dataset.tile = pid;
+  const v = document.createElement("video");
+  v.autoplay = true; v.playsInline = true;
+  if (self) { v.muted = true; v.dataset.self = "true"; } else { v.dataset.participantId = pid; }
+  const label = document.createElement("div");
+  label.className = "label";
+  const n = document.createElement("span");
+  n.className = "name";
+  n.textContent = self ? `${name}（${t("you")}）` : name;
+  const r = document.createElement("span");
+  r.className = "role-tag";
+  r.textContent = (t("roles") || {})[role] || role || "";
+  const m = document.createElement("span");
+  m.className = "mic-off"; m.textContent = "🔇"; m.hidden = true;
+  label.append(n, r, m);
+  el.append(v, label);
+  if (!self) {
+    const w = document.createElement("div");
+    w.className = "waiting"; w.textContent = t("waitingVideo");
+    el.appendChild(w);
+    v.addEventListener("playing", () => {
+      w.remove();
+      if (!state.firstFrameAt) state.firstFrameAt = performance.now();
+    });
+  }
+  $("grid").appendChild(el);
+  return el;
+}
+
+function removeTile(pid) {
+  const el = document.querySelector(`.tile[data-tile="${CSS.escape(pid)}"]`);
+  if (el) el.remove();
+  state.streams.delete(pid);
+  state.participants.delete(pid);
+}
+
+function onTrack(ev) {
+  const pid = ev.streams[0] ? ev.streams[0].id : ev.track.id;
+  let stream = state.streams.get(pid);
+  if (!stream) { stream = new MediaStream(); state.streams.set(pid, stream); }
+  stream.addTrack(ev.track);
+  ev.track.addEventListener("ended", () => stream.removeTrack(ev.track));
+  const p = state.participants.get(pid) || { name: pid, role: "" };
+  const el = tile(pid, p.name, p.role, false);
+  const v = el.querySelector("video");
+  if (v.srcObject !== stream) v.srcObject = stream;
+  v.play().catch(() => {});
+}
+
+async function handle(msg) {
+  switch (msg.type) {
+    case "joined": {
+      state.me = msg.me;
+      state.joinedAt = performance.now();
+      for (const p of msg.participants) { state.participants.set(p.id, p); tile(p.id, p.name, p.role, false); }
+      const self = tile(msg.me.id, msg.me.name, msg.me.role, true);
+      self.querySelector("video").srcObject = state.local;
+      await startPeer();
+      break;
+    }
+    case "answer":
+      await state.pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
+      break;
+    case "offer":
+      // Polite peer: an incoming offer rolls back any offer of ours (glare).
+      await state.pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
+      await state.pc.setLocalDescription(await state.pc.createAnswer());
+      send({ type: "answer", sdp: state.pc.localDescription.sdp });
+      break;
+    case "participant_joined":
+      state.participants.set(msg.participant.id, msg.participant);
+      tile(msg.participant.id, msg.participant.name, msg.participant.role, false);
+      break;
+    case "participant_left":
+      removeTile(msg.id);
+      break;
+    case "mute": {
+      const el = document.querySelector(`.tile[data-tile="${CSS.escape(msg.id)}"] .mic-off`);
+      if (el) el.hidden = !msg.audio;
+      break;
+    }
+    case "active_speaker":
+      for (const el of document.querySelectorAll(".tile")) el.classList.toggle("speaking", el.dataset.tile === msg.id);
+      break;
+    case "error":
+      if (msg.re === "join") {
+        $("room").hidden = true; $("lobby").hidden = false;
+        showError("lobby-error", ["room_full", "bad_token", "token_expired"].includes(msg.code) ? msg.code : "generic", msg.message);
+        $("join").disabled = false;
+      } else {
+        console.warn("signaling error", msg);
+      }
+      break;
+    case "closed":
+      end(t("endedTitle"), t("err." + msg.reason) || msg.reason);
+      break;
+    default:
+      break;
+  }
+}
+
+async function startPeer() {
+  const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+  state.pc = pc;
+  for (const tr of state.local.getTracks()) pc.addTrack(tr, state.local);
+  pc.ontrack = onTrack;
+  pc.onicecandidate = (e) => {
+    if (e.candidate) send({ type: "candidate", candidate: e.candidate.candidate, sdpMid: e.candidate.sdpMid, sdpMLineIndex: e.candidate.sdpMLineIndex });
+  };
+  pc.onconnectionstatechange = () => {
+    if (pc.connectionState === "connected") setStatus("connected", "connected");
+    if (pc.connectionState === "failed" || pc.connectionState === "disconnected") setStatus("reconnecting", "error");
+  };
+  await pc.setLocalDescription(await pc.createOffer());
+  send({ type: "offer", sdp: pc.localDescription.sdp });
+}
+
+function join() {
+  $("join").disabled = true;
+  $("lobby-error").hidden = true;
+  setStatus("connecting");
+  const ws = new WebSocket(location.origin.replace(/^http/, "ws") + "/ws");
+  state.ws = ws;
+  ws.onopen = () => send({ type: "join", v: 1, token });
+  ws.onmessage = (ev) => {
+    let msg;
+    try { msg = JSON.parse(ev.data); } catch (_) { return; }
+    if (msg.type === "joined") { $("lobby").hidden = true; $("room").hidden = false; }
+    // Messages are handled strictly in order.
+    state.queue = state.queue.then(() => handle(msg)).catch((e) => console.error("handling", msg.type, e));
+  };
+  ws.onclose = () => {
+    if (!state.left && state.me) { setStatus("reconnecting", "error"); showError("room-error", "network"); }
+  };
+}
+
+function end(title, detail) {
+  state.left = true;
+  if (state.pc) state.pc.close();
+  if (state.local) state.local.getTracks().forEach((tr) => tr.stop());
+  $("room").hidden = true; $("lobby").hidden = true; $("ended").hidden = false;
+  $("ended-title").textContent = title;
+  $("ended-detail").textContent = detail || "";
+}
+
+$("toggle-mic").addEventListener("click", () => {
+  state.audioMuted = !state.audioMuted;
+  state.local.getAudioTracks().forEach((tr) => (tr.enabled = !state.audioMuted));
+  $("toggle-mic").setAttribute("aria-pressed", String(state.audioMuted));
+  $("toggle-mic").textContent = state.audioMuted ? t("unmute") : t("mute");
+  send({ type: "mute", audio: state.audioMuted, video: state.videoMuted });
+});
+$("toggle-camera").addEventListener("click", () => {
+  state.videoMuted = !state.videoMuted;
+  state.local.getVideoTracks().forEach((tr) => (tr.enabled = !state.videoMuted));
+  $("toggle-camera").setAttribute("aria-pressed", String(state.videoMuted));
+  $("toggle-camera").textContent = state.videoMuted ? t("cameraOnBtn") : t("cameraOffBtn");
+  send({ type: "mute", audio: state.audioMuted, video: state.videoMuted });
+});
+$("leave").addEventListener("click", () => {
+  send({ type: "leave" });
+  end(t("leftTitle"), "");
+});
+
+lobby();

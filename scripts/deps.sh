@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Fengqiao needs, skipping what is present.
+#   scripts/deps.sh run    build + run the server
+#   scripts/deps.sh test   everything `make test` uses (browsers, PostgreSQL, netns tools)
+set -euo pipefail
+what=${1:-run}
+
+run_pkgs=(pkg-config ca-certificates)
+test_pkgs=(chromium chromium-driver firefox-esr fonts-wqy-microhei iproute2 util-linux postgresql)
+
+pkgs=("${run_pkgs[@]}")
+[ "$what" = test ] && pkgs+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "deps: all ${#pkgs[@]} packages present"
+fi
+
+if [ "$what" = test ] && ! command -v geckodriver >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/geckodriver" ]; then
+  echo "deps: cargo install geckodriver"
+  cargo install --quiet --locked geckodriver
+fi

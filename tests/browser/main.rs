@@ -1,0 +1,309 @@
+//! Real browsers in a room: two headless tabs (Chromium, then Firefox ESR) join one
+//! room by invite URL and must see and hear each other through our SFU.
+//!
+//! Runs without the libtest harness: the binary re-executes itself inside a
+//! private network namespace (`unshare -n`), sets up `lo` and a veth pair
+//! (10.99.0.1/24 ↔ 10.99.0.2/24) with a default route via 10.99.0.2, and binds the
+//! server to 10.99.0.1. No packet can leave the namespace.
+//!
+//! Environment: `FQ_BROWSERS=chromium,firefox` (default both), `FQ_SHOTS=DIR`
+//! for screenshots (default `target/browser-shots`).
+
+use fantoccini::wd::Capabilities;
+use fantoccini::{Client, ClientBuilder, Locator};
+use fengqiao::server::{self, Running};
+use fengqiao_signaling::invite::Role;
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NS_IP: &str = "10.99.0.1";
+
+fn sh(cmd: &str) {
+    let st = Command::new("sh").arg("-c").arg(cmd).status().expect("sh runs");
+    assert!(st.success(), "namespace setup failed: {cmd}");
+}
+
+fn main() {
+    if std::env::var_os("FQ_IN_NETNS").is_none() {
+        let exe = std::env::current_exe().expect("own path");
+        let st = Command::new("unshare")
+            .arg("-n")
+            .arg("--")
+            .arg(exe)
+            .env("FQ_IN_NETNS", "1")
+            .status()
+            .expect("unshare runs (needs root or user namespaces)");
+        std::process::exit(st.code().unwrap_or(1));
+    }
+    sh("ip link set lo up");
+    sh("ip link add fq0 type veth peer name fq1");
+    sh(&format!("ip addr add {NS_IP}/24 dev fq0"));
+    sh("ip addr add 10.99.0.2/24 dev fq1");
+    sh("ip link set fq0 up && ip link set fq1 up");
+    sh("ip route add default via 10.99.0.2");
+
+    if let Ok(filter) = std::env::var("FQ_TEST_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).try_init();
+    }
+    let browsers = std::env::var("FQ_BROWSERS").unwrap_or_else(|_| "chromium,firefox".into());
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (mut passed, mut failed) = (0, 0);
+    for b in browsers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let name = format!("two_tabs_see_and_hear_each_other_{b}");
+        println!("test {name} ...");
+        let r = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(120), two_tabs(b)).await.unwrap_or_else(|_| Err("timed out after 120 s".into()))
+        });
+        match r {
+            Ok(()) => {
+                println!("test {name} ... ok");
+                passed += 1;
+            }
+            Err(e) => {
+                println!("test {name} ... FAILED: {e}");
+                failed += 1;
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    std::process::exit(if failed == 0 { 0 } else { 1 });
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn geckodriver_path() -> String {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cargo_bin = format!("{home}/.cargo/bin/geckodriver");
+    if std::path::Path::new(&cargo_bin).exists() {
+        cargo_bin
+    } else {
+        "geckodriver".into()
+    }
+}
+
+async fn start_driver(browser: &str) -> Result<Driver, String> {
+    let port = free_port();
+    let mut cmd = match browser {
+        "chromium" => {
+            let mut c = Command::new("chromedriver");
+            c.arg(format!("--port={port}"));
+            c
+        }
+        "firefox" => {
+            let mut c = Command::new(geckodriver_path());
+            c.args(["--port", &port.to_string(), "--host", "127.0.0.1"]);
+            c
+        }
+        other => return Err(format!("unknown browser {other}")),
+    };
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| format!("{browser} driver: {e}"))?;
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("{browser} driver did not listen on {port}"));
+        }
+        poll.tick().await;
+    }
+    Ok(Driver { child, url })
+}
+
+/// `origin` is the server's http://10.99.0.1:port: not a secure context, so both
+/// browsers are told to treat it as one (getUserMedia needs it; production runs
+/// behind TLS).
+fn capabilities(browser: &str, profile: &std::path::Path, origin: &str) -> Capabilities {
+    let v = match browser {
+        "chromium" => json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                    "--autoplay-policy=no-user-gesture-required",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--no-first-run", "--disable-quic", "--window-size=1366,768",
+                    format!("--unsafely-treat-insecure-origin-as-secure={origin}"),
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        }),
+        _ => json!({
+            "browserName": "firefox",
+            "moz:firefoxOptions": {
+                "binary": "/usr/bin/firefox-esr",
+                "args": ["-headless", "-profile", profile.display().to_string(), "--width=1366", "--height=768"],
+                "prefs": {
+                    "media.navigator.streams.fake": true,
+                    "media.navigator.permission.disabled": true,
+                    "media.devices.insecure.enabled": true,
+                    "media.getusermedia.insecure.enabled": true,
+                    "dom.securecontext.allowlist": origin.trim_start_matches("http://").split(':').next().unwrap_or(""),
+                    "media.autoplay.default": 0,
+                    "media.autoplay.block-webaudio": false,
+                    "network.captive-portal-service.enabled": false,
+                    "app.update.enabled": false,
+                    "browser.shell.checkDefaultBrowser": false,
+                    "datareporting.policy.dataSubmissionEnabled": false,
+                    "toolkit.telemetry.enabled": false,
+                    "extensions.update.enabled": false,
+                    "browser.safebrowsing.malware.enabled": false,
+                    "browser.safebrowsing.phishing.enabled": false
+                }
+            }
+        }),
+    };
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("a JSON object literal"),
+    }
+}
+
+async fn open(browser: &str, driver: &Driver, profile: &std::path::Path, origin: &str) -> Result<Client, String> {
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities(browser, profile, origin))
+        .connect(&driver.url)
+        .await
+        .map_err(|e| format!("{browser} session: {e}"))
+}
+
+async fn start_server() -> Result<(Running, tempfile::TempDir), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut cfg = fengqiao::config::Config::default();
+    cfg.data_dir = dir.path().to_path_buf();
+    cfg.server.http_addr = format!("{NS_IP}:0").parse().unwrap();
+    cfg.media.bind_ip = NS_IP.parse().unwrap();
+    cfg.media.udp_port = 0;
+    let s = server::start(cfg).await.map_err(|e| format!("server: {e:#}"))?;
+    Ok((s, dir))
+}
+
+async fn stats(c: &Client) -> Result<Value, String> {
+    c.execute("return window.fq.stats()", vec![]).await.map_err(|e| format!("getStats: {e}"))
+}
+
+async fn shot(c: &Client, browser: &str, name: &str) {
+    let dir = PathBuf::from(std::env::var("FQ_SHOTS").unwrap_or_else(|_| "target/browser-shots".into()));
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(png) = c.screenshot().await {
+        let _ = std::fs::write(dir.join(format!("{browser}-{name}.png")), png);
+    }
+}
+
+async fn two_tabs(browser: &str) -> Result<(), String> {
+    let (server, _dir) = start_server().await?;
+    // One driver per tab: geckodriver serves a single session.
+    let drivers = [start_driver(browser).await?, start_driver(browser).await?];
+    let profiles = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let room = "browser-room";
+    let people = [("m1", "王调解员", Role::Mediator), ("a1", "张三", Role::Applicant)];
+    let mut tabs = Vec::new();
+    for (i, (pid, name, role)) in people.iter().enumerate() {
+        let profile = if i == 0 { profiles.0.path() } else { profiles.1.path() };
+        let c = open(browser, &drivers[i], profile, &server.public_url).await?;
+        let url = server.invite_url(&server::claims(room, pid, name, *role, 3600));
+        c.goto(&url).await.map_err(|e| format!("goto: {e}"))?;
+        tabs.push(c);
+    }
+    // Lobby: preview running, join enabled; the invited name is shown.
+    for (c, (_, name, _)) in tabs.iter().zip(people.iter()) {
+        let join = match c.wait().at_most(Duration::from_secs(15)).for_element(Locator::Css("[data-action=join]:not([disabled])")).await {
+            Ok(j) => j,
+            Err(e) => {
+                shot(c, browser, "lobby-fail").await;
+                let body = c.execute("return document.body.innerText", vec![]).await.unwrap_or_default();
+                return Err(format!("join button never enabled: {e}; page says: {body}"));
+            }
+        };
+        let shown = c.find(Locator::Id("invited-name")).await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
+        if &shown != name {
+            return Err(format!("lobby shows name {shown:?}, expected {name:?}"));
+        }
+        let _ = join;
+    }
+    shot(&tabs[0], browser, "lobby").await;
+    let t_click = Instant::now();
+    for c in &tabs {
+        c.find(Locator::Css("[data-action=join]")).await.map_err(|e| e.to_string())?.click().await.map_err(|e| e.to_string())?;
+    }
+    // Within 15 s each tab decodes the other's video and receives audio.
+    let deadline = t_click + Duration::from_secs(15);
+    let other = |i: usize| people[1 - i].0;
+    let mut first_audio = [0u64; 2];
+    let mut video_ok = [false; 2];
+    let mut poll = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        poll.tick().await;
+        let mut all = true;
+        for (i, c) in tabs.iter().enumerate() {
+            let s = stats(c).await?;
+            let frames = s[other(i)]["framesDecoded"].as_u64().unwrap_or(0);
+            let audio = s[other(i)]["audioPackets"].as_u64().unwrap_or(0);
+            if frames > 0 && !video_ok[i] {
+                video_ok[i] = true;
+                eprintln!("{browser} tab {i}: first decoded frame {:?} after clicking join", t_click.elapsed());
+            }
+            if first_audio[i] == 0 && audio > 0 {
+                first_audio[i] = audio;
+            }
+            if !(frames > 0 && first_audio[i] > 0 && audio > first_audio[i]) {
+                all = false;
+            }
+        }
+        if all {
+            break;
+        }
+        if Instant::now() > deadline {
+            for (i, c) in tabs.iter().enumerate() {
+                shot(c, browser, &format!("fail-{i}")).await;
+            }
+            let s0 = stats(&tabs[0]).await?;
+            let s1 = stats(&tabs[1]).await?;
+            return Err(format!("no two-way media within 15 s: tab0 {s0} tab1 {s1}"));
+        }
+    }
+    // The remote tile is a <video data-participant-id> and the page reports timing.
+    for (i, c) in tabs.iter().enumerate() {
+        c.find(Locator::Css(&format!("video[data-participant-id='{}']", other(i))))
+            .await
+            .map_err(|e| format!("no remote tile for {}: {e}", other(i)))?;
+        let t = c.execute("return window.fq.timing()", vec![]).await.map_err(|e| e.to_string())?;
+        let (j, f) = (t["joinedAt"].as_f64().unwrap_or(0.0), t["firstFrameAt"].as_f64().unwrap_or(0.0));
+        if f > 0.0 {
+            eprintln!("{browser} tab {i}: join-to-first-frame {:.0} ms (joined → remote video playing)", f - j);
+        }
+    }
+    shot(&tabs[0], browser, "room-mediator").await;
+    shot(&tabs[1], browser, "room-applicant").await;
+    // Leave from tab 1: tab 0's tile for it disappears.
+    tabs[1].find(Locator::Css("[data-action=leave]")).await.map_err(|e| e.to_string())?.click().await.map_err(|e| e.to_string())?;
+    tabs[0]
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(&format!(".grid:not(:has(video[data-participant-id='{}']))", other(0))))
+        .await
+        .map_err(|e| format!("tile of the leaver stayed: {e}"))?;
+    for c in tabs {
+        let _ = c.close().await;
+    }
+    server.shutdown().await;
+    Ok(())
+}
