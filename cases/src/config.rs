@@ -75,11 +75,18 @@ impl CasesConfig {
     /// file `data_dir/fengqiao.db`.
     pub fn effective_database_url(&self) -> String {
         match &self.database_url {
-            Some(u) if u.trim().starts_with("sqlite:") && !u.contains('?') && !u.contains(":memory:") => {
+            Some(u)
+                if u.trim().starts_with("sqlite:")
+                    && !u.contains('?')
+                    && !u.contains(":memory:") =>
+            {
                 format!("{}?mode=rwc", u.trim())
             }
             Some(u) if !u.trim().is_empty() => u.trim().to_owned(),
-            _ => format!("sqlite://{}?mode=rwc", self.data_dir.join("fengqiao.db").display()),
+            _ => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("fengqiao.db").display()
+            ),
         }
     }
 }

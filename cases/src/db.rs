@@ -35,7 +35,10 @@ impl Backend {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Ok(Backend::Postgres)
         } else {
-            Err(CasesError::Config(format!("database.url must start with sqlite: or postgres:, got {:?}", redact(url))))
+            Err(CasesError::Config(format!(
+                "database.url must start with sqlite: or postgres:, got {:?}",
+                redact(url)
+            )))
         }
     }
 }
@@ -103,7 +106,11 @@ pub struct Actor {
 impl Actor {
     /// The system itself (command line, background jobs).
     pub fn system() -> Self {
-        Actor { name: "system".into(), role: "system".into(), addr: String::new() }
+        Actor {
+            name: "system".into(),
+            role: "system".into(),
+            addr: String::new(),
+        }
     }
 }
 
@@ -124,7 +131,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.inner.backend).finish()
+        f.debug_struct("Store")
+            .field("backend", &self.inner.backend)
+            .finish()
     }
 }
 
@@ -142,7 +151,9 @@ impl Store {
         let url = cfg.effective_database_url();
         let backend = Backend::from_url(&url)?;
         if backend == Backend::Sqlite {
-            if let Some(parent) = sqlite_file(&url).and_then(|p| p.parent().map(|p| p.to_path_buf())) {
+            if let Some(parent) =
+                sqlite_file(&url).and_then(|p| p.parent().map(|p| p.to_path_buf()))
+            {
                 if !parent.as_os_str().is_empty() {
                     std::fs::create_dir_all(&parent)?;
                 }
@@ -229,7 +240,17 @@ impl Store {
         outcome: &str,
         detail: &str,
     ) -> Result<(), CasesError> {
-        audit(&self.inner.pool, self.now(), actor, action, object_type, object_id, outcome, detail).await
+        audit(
+            &self.inner.pool,
+            self.now(),
+            actor,
+            action,
+            object_type,
+            object_id,
+            outcome,
+            detail,
+        )
+        .await
     }
 }
 
@@ -265,7 +286,9 @@ pub(crate) async fn audit<'e, E: Executor<'e, Database = Any>>(
 
 /// The file path of a `sqlite:` URL, `None` for in-memory databases.
 fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or("");
     if path.is_empty() || path == ":memory:" {
         None
@@ -294,10 +317,16 @@ mod tests {
     #[test]
     fn urls() {
         assert_eq!(Backend::from_url("sqlite://x.db").unwrap(), Backend::Sqlite);
-        assert_eq!(Backend::from_url("postgres://u:p@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(
+            Backend::from_url("postgres://u:p@h/db").unwrap(),
+            Backend::Postgres
+        );
         assert!(Backend::from_url("mysql://h/db").is_err());
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(sqlite_file("sqlite://data/f.db?mode=rwc").unwrap(), std::path::PathBuf::from("data/f.db"));
+        assert_eq!(
+            sqlite_file("sqlite://data/f.db?mode=rwc").unwrap(),
+            std::path::PathBuf::from("data/f.db")
+        );
         assert_eq!(sqlite_file("sqlite::memory:"), None);
     }
 

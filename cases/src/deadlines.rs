@@ -25,7 +25,11 @@ pub struct Calendar {
 impl Calendar {
     /// A calendar with UTC offset `offset_hours`, the given holidays and make-up
     /// working days.
-    pub fn new(offset_hours: i32, holidays: &[NaiveDate], extra_working_days: &[NaiveDate]) -> Self {
+    pub fn new(
+        offset_hours: i32,
+        holidays: &[NaiveDate],
+        extra_working_days: &[NaiveDate],
+    ) -> Self {
         let offset = FixedOffset::east_opt(offset_hours.clamp(-23, 23) * 3600)
             .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"));
         Self {
@@ -152,9 +156,13 @@ impl DeadlineKind {
             Self::CourtAppoint => "SPC Online Mediation Rules (2021) art. 10 (3 working days)",
             Self::MediatorAccept => "SPC Online Mediation Rules (2021) art. 12 (3 working days)",
             Self::Mediation => "plan goal 4; SPC Online Mediation Rules (2021) art. 24 (30 days)",
-            Self::ConfirmationApply => "People's Mediation Law art. 33; Civil Procedure Law (2023) art. 205 (30 days)",
+            Self::ConfirmationApply => {
+                "People's Mediation Law art. 33; Civil Procedure Law (2023) art. 205 (30 days)"
+            }
             Self::CourtAccept => "SPC Provisions on judicial confirmation (2011) art. 4 (3 days)",
-            Self::Ruling => "SPC Provisions on judicial confirmation (2011) art. 5 (15 days, +10 with approval)",
+            Self::Ruling => {
+                "SPC Provisions on judicial confirmation (2011) art. 5 (15 days, +10 with approval)"
+            }
         }
     }
 }
@@ -232,13 +240,21 @@ pub struct DeadlineFacts {
 }
 
 /// Due time of the mediation period that started at `accepted_at` (calendar days).
-pub fn mediation_due(cal: &Calendar, lim: &DeadlineConfig, accepted_at: i64, extension_days: i64) -> i64 {
+pub fn mediation_due(
+    cal: &Calendar,
+    lim: &DeadlineConfig,
+    accepted_at: i64,
+    extension_days: i64,
+) -> i64 {
     cal.add_calendar_days(accepted_at, lim.mediation_days + extension_days.max(0))
 }
 
 /// Every deadline of one dispute that has started, with its state at `now`.
 pub fn compute(cal: &Calendar, lim: &DeadlineConfig, f: &DeadlineFacts, now: i64) -> Vec<Deadline> {
-    let closed = matches!(f.status.as_str(), "failed" | "withdrawn" | "confirmed" | "rejected");
+    let closed = matches!(
+        f.status.as_str(),
+        "failed" | "withdrawn" | "confirmed" | "rejected"
+    );
     let mut out = Vec::new();
     let mut push = |kind: DeadlineKind, started_at: i64, due_at: i64, met_at: Option<i64>| {
         let state = match met_at {
@@ -261,7 +277,12 @@ pub fn compute(cal: &Calendar, lim: &DeadlineConfig, f: &DeadlineFacts, now: i64
     };
     if let Some((notified, answered)) = f.notice {
         // An answer is acceptance or re-routing; withdrawal closes the notice (cancelled).
-        push(DeadlineKind::TriageResponse, notified, cal.add_hours(notified, lim.triage_response_hours), answered);
+        push(
+            DeadlineKind::TriageResponse,
+            notified,
+            cal.add_hours(notified, lim.triage_response_hours),
+            answered,
+        );
         if f.org_kind.as_deref() == Some("court") {
             let met = f.accepted_at.filter(|t| *t >= notified);
             push(
@@ -274,10 +295,21 @@ pub fn compute(cal: &Calendar, lim: &DeadlineConfig, f: &DeadlineFacts, now: i64
     }
     if let Some(acc) = f.accepted_at {
         let met = f.mediator_confirmed_at.or(f.mediation_started_at);
-        push(DeadlineKind::MediatorAccept, acc, cal.add_working_days(acc, lim.mediator_accept_working_days), met);
-        let concluded =
-            f.concluded_at.filter(|_| matches!(f.outcome.as_deref(), Some("agreement" | "failed")));
-        push(DeadlineKind::Mediation, acc, mediation_due(cal, lim, acc, f.extension_days), concluded);
+        push(
+            DeadlineKind::MediatorAccept,
+            acc,
+            cal.add_working_days(acc, lim.mediator_accept_working_days),
+            met,
+        );
+        let concluded = f
+            .concluded_at
+            .filter(|_| matches!(f.outcome.as_deref(), Some("agreement" | "failed")));
+        push(
+            DeadlineKind::Mediation,
+            acc,
+            mediation_due(cal, lim, acc, f.extension_days),
+            concluded,
+        );
     }
     if f.outcome.as_deref() == Some("agreement") {
         if let Some(effective) = f.concluded_at {
@@ -298,8 +330,18 @@ pub fn compute(cal: &Calendar, lim: &DeadlineConfig, f: &DeadlineFacts, now: i64
         );
     }
     if let Some(acc) = f.confirmation_accepted_at {
-        let days = lim.ruling_days + if f.ruling_extended { lim.ruling_extension_days } else { 0 };
-        push(DeadlineKind::Ruling, acc, cal.add_calendar_days(acc, days), f.ruled_at);
+        let days = lim.ruling_days
+            + if f.ruling_extended {
+                lim.ruling_extension_days
+            } else {
+                0
+            };
+        push(
+            DeadlineKind::Ruling,
+            acc,
+            cal.add_calendar_days(acc, days),
+            f.ruled_at,
+        );
     }
     out
 }
@@ -328,7 +370,10 @@ mod tests {
         // 2025-09-30 17:00 UTC is 2025-10-01 01:00 in UTC+8.
         let t = c.start_of_day(d("2025-10-01")) + 3600;
         assert_eq!(c.local_date(t), d("2025-10-01"));
-        assert_eq!(c.end_of_day(d("2025-10-01")) - c.start_of_day(d("2025-10-01")), 86_399);
+        assert_eq!(
+            c.end_of_day(d("2025-10-01")) - c.start_of_day(d("2025-10-01")),
+            86_399
+        );
     }
 
     #[test]
@@ -344,20 +389,35 @@ mod tests {
         assert_eq!(c.add_working_days(start, 3), c.end_of_day(d("2025-10-11")));
         // Without the holiday it would be Friday 3 Oct.
         let plain = Calendar::new(8, &[], &[]);
-        assert_eq!(plain.add_working_days(start, 3), plain.end_of_day(d("2025-10-03")));
+        assert_eq!(
+            plain.add_working_days(start, 3),
+            plain.end_of_day(d("2025-10-03"))
+        );
         // Friday before a normal weekend: Mon, Tue, Wed.
-        assert_eq!(plain.add_working_days(at(&plain, "2025-09-19", 9), 3), plain.end_of_day(d("2025-09-24")));
+        assert_eq!(
+            plain.add_working_days(at(&plain, "2025-09-19", 9), 3),
+            plain.end_of_day(d("2025-09-24"))
+        );
     }
 
     #[test]
     fn calendar_days_end_on_the_next_working_day() {
         let c = cal();
         // 3 days from 29 Sept lands on 2 Oct (holiday) → moves to 9 Oct.
-        assert_eq!(c.add_calendar_days(at(&c, "2025-09-29", 15), 3), c.end_of_day(d("2025-10-09")));
+        assert_eq!(
+            c.add_calendar_days(at(&c, "2025-09-29", 15), 3),
+            c.end_of_day(d("2025-10-09"))
+        );
         // 30 days from 2 Sept lands on 2 Oct → 9 Oct.
-        assert_eq!(c.add_calendar_days(at(&c, "2025-09-02", 9), 30), c.end_of_day(d("2025-10-09")));
+        assert_eq!(
+            c.add_calendar_days(at(&c, "2025-09-02", 9), 30),
+            c.end_of_day(d("2025-10-09"))
+        );
         // 15 days from 1 Sept: 16 Sept (Tuesday), unchanged.
-        assert_eq!(c.add_calendar_days(at(&c, "2025-09-01", 9), 15), c.end_of_day(d("2025-09-16")));
+        assert_eq!(
+            c.add_calendar_days(at(&c, "2025-09-01", 9), 15),
+            c.end_of_day(d("2025-09-16"))
+        );
         // 48 hours is exact.
         let t = at(&c, "2025-09-30", 18);
         assert_eq!(c.add_hours(t, 48), t + 172_800);
@@ -388,8 +448,17 @@ mod tests {
         let m = get(DeadlineKind::Mediation);
         assert_eq!(m.due_at, c.end_of_day(d("2025-10-09")));
         assert_eq!(m.state, DeadlineState::Overdue);
-        let withdrawn = DeadlineFacts { status: "withdrawn".into(), ..f };
+        let withdrawn = DeadlineFacts {
+            status: "withdrawn".into(),
+            ..f
+        };
         let ds = compute(&c, &lim, &withdrawn, now);
-        assert_eq!(ds.iter().find(|x| x.kind == DeadlineKind::Mediation).unwrap().state, DeadlineState::Cancelled);
+        assert_eq!(
+            ds.iter()
+                .find(|x| x.kind == DeadlineKind::Mediation)
+                .unwrap()
+                .state,
+            DeadlineState::Cancelled
+        );
     }
 }

@@ -29,7 +29,9 @@ impl Store {
     /// # Errors
     /// [`CasesError::Database`].
     pub async fn has_no_users(&self) -> Result<bool, CasesError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(self.pool()).await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(self.pool())
+            .await?;
         Ok(n == 0)
     }
 }
@@ -51,7 +53,13 @@ pub async fn load_demo_data(store: &Store) -> Result<Vec<DemoLogin>, CasesError>
         let o = store
             .create_org(
                 &sys,
-                &NewOrganisation { name: name.into(), kind: kind.into(), district: "诸暨市".into(), street: Some(street.into()), online },
+                &NewOrganisation {
+                    name: name.into(),
+                    kind: kind.into(),
+                    district: "诸暨市".into(),
+                    street: Some(street.into()),
+                    online,
+                },
             )
             .await?;
         orgs.push(o);
@@ -59,14 +67,35 @@ pub async fn load_demo_data(store: &Store) -> Result<Vec<DemoLogin>, CasesError>
     let mut logins = Vec::new();
     let mut user = |username: &str, display: &str, role: StaffRole, org: Option<i64>| {
         let pw = password();
-        logins.push(DemoLogin { username: username.into(), password: pw.clone(), role });
-        NewUser { username: username.into(), display_name: display.into(), role: role.as_str().into(), org_id: org, password: pw, specialties: None }
+        logins.push(DemoLogin {
+            username: username.into(),
+            password: pw.clone(),
+            role,
+        });
+        NewUser {
+            username: username.into(),
+            display_name: display.into(),
+            role: role.as_str().into(),
+            org_id: org,
+            password: pw,
+            specialties: None,
+        }
     };
     let specs = vec![
         user("admin", "系统管理员", StaffRole::Admin, None),
         user("triage", "综治中心分流员", StaffRole::Triage, None),
-        user("orgadmin", "枫桥调委会主任", StaffRole::OrgAdmin, Some(orgs[0].id)),
-        user("mediator", "王调解员", StaffRole::Mediator, Some(orgs[0].id)),
+        user(
+            "orgadmin",
+            "枫桥调委会主任",
+            StaffRole::OrgAdmin,
+            Some(orgs[0].id),
+        ),
+        user(
+            "mediator",
+            "王调解员",
+            StaffRole::Mediator,
+            Some(orgs[0].id),
+        ),
         user("judge", "李法官", StaffRole::Judge, None),
         user("clerk", "赵书记员", StaffRole::Clerk, None),
     ];
@@ -74,11 +103,24 @@ pub async fn load_demo_data(store: &Store) -> Result<Vec<DemoLogin>, CasesError>
     for s in &specs {
         users.push(store.create_user(&sys, s).await?);
     }
-    let mediator_id = users[3].mediator_id.ok_or_else(|| CasesError::Internal("mediator without roster entry".into()))?;
+    let mediator_id = users[3]
+        .mediator_id
+        .ok_or_else(|| CasesError::Internal("mediator without roster entry".into()))?;
     store
-        .create_mediator(&sys, &NewMediator { org_id: orgs[1].id, name: "陈调解员".into(), specialties: Some("物业,相邻".into()) })
+        .create_mediator(
+            &sys,
+            &NewMediator {
+                org_id: orgs[1].id,
+                name: "陈调解员".into(),
+                specialties: Some("物业,相邻".into()),
+            },
+        )
         .await?;
-    let actor = |i: usize| Actor { name: users[i].username.clone(), role: users[i].role.as_str().into(), addr: String::new() };
+    let actor = |i: usize| Actor {
+        name: users[i].username.clone(),
+        role: users[i].role.as_str().into(),
+        addr: String::new(),
+    };
     let (triage, orgadmin, med, judge) = (actor(1), actor(2), actor(3), actor(4));
     let new = |cat: &str, desc: &str, a: &str, r: &str| NewDispute {
         category: cat.into(),
@@ -86,8 +128,20 @@ pub async fn load_demo_data(store: &Store) -> Result<Vec<DemoLogin>, CasesError>
         amount_fen: Some(1_250_000),
         is_public: false,
         parties: vec![
-            NewParty { kind: "applicant".into(), name: a.into(), id_number: Some("330681199001011234".into()), phone: Some("13800000001".into()), represents: None },
-            NewParty { kind: "respondent".into(), name: r.into(), id_number: Some("330681198502023456".into()), phone: Some("13800000002".into()), represents: None },
+            NewParty {
+                kind: "applicant".into(),
+                name: a.into(),
+                id_number: Some("330681199001011234".into()),
+                phone: Some("13800000001".into()),
+                represents: None,
+            },
+            NewParty {
+                kind: "respondent".into(),
+                name: r.into(),
+                id_number: Some("330681198502023456".into()),
+                phone: Some("13800000002".into()),
+                represents: None,
+            },
         ],
     };
     // How far along the lifecycle each demo dispute goes.
@@ -105,8 +159,15 @@ pub async fn load_demo_data(store: &Store) -> Result<Vec<DemoLogin>, CasesError>
         ("rejected", 8),
     ];
     for (i, (label, depth)) in plan.iter().enumerate() {
-        let n = new("neighbour", &format!("演示纠纷 {}：相邻通行纠纷（{label}）", i + 1), "张三", "李四");
-        let mut d = store.register_dispute(&triage, Some(users[1].id), &n).await?;
+        let n = new(
+            "neighbour",
+            &format!("演示纠纷 {}：相邻通行纠纷（{label}）", i + 1),
+            "张三",
+            "李四",
+        );
+        let mut d = store
+            .register_dispute(&triage, Some(users[1].id), &n)
+            .await?;
         if *depth == 11 {
             store.withdraw(&triage, &d, "申请人撤回").await?;
             continue;
@@ -126,7 +187,16 @@ pub async fn load_demo_data(store: &Store) -> Result<Vec<DemoLogin>, CasesError>
         }
         if *depth >= 4 {
             d = store
-                .agree(&med, &d, &AgreementUpload { kind: "text".into(), filename: "agreement.txt".into(), text: Some("双方同意……".into()), content_base64: None })
+                .agree(
+                    &med,
+                    &d,
+                    &AgreementUpload {
+                        kind: "text".into(),
+                        filename: "agreement.txt".into(),
+                        text: Some("双方同意……".into()),
+                        content_base64: None,
+                    },
+                )
                 .await?;
         }
         if *depth >= 5 {
@@ -140,14 +210,27 @@ pub async fn load_demo_data(store: &Store) -> Result<Vec<DemoLogin>, CasesError>
             d = store.accept_confirmation(&judge, &d).await?;
         }
         if *depth == 7 {
-            store.rule(&judge, &d, "confirmed", "协议合法有效", false).await?;
+            store
+                .rule(&judge, &d, "confirmed", "协议合法有效", false)
+                .await?;
         }
         if *depth == 8 {
-            store.rule(&judge, &d, "rejected", "协议内容违反法律规定", false).await?;
+            store
+                .rule(&judge, &d, "rejected", "协议内容违反法律规定", false)
+                .await?;
         }
     }
     store
-        .add_training(&sys, &NewTraining { held_on: "2026-03-15".into(), topic: "在线调解平台使用培训".into(), organiser: "司法所".into(), attendance: 25, org_id: None })
+        .add_training(
+            &sys,
+            &NewTraining {
+                held_on: "2026-03-15".into(),
+                topic: "在线调解平台使用培训".into(),
+                organiser: "司法所".into(),
+                attendance: 25,
+                org_id: None,
+            },
+        )
         .await?;
     Ok(logins)
 }

@@ -67,12 +67,18 @@ pub enum CasesError {
 impl CasesError {
     /// A validation error for `field`.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Validation { field: field.into(), message: message.into() }
+        Self::Validation {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// A conflict, optionally naming a field.
     pub fn conflict(message: impl Into<String>, field: Option<&str>) -> Self {
-        Self::Conflict { message: message.into(), field: field.map(str::to_owned) }
+        Self::Conflict {
+            message: message.into(),
+            field: field.map(str::to_owned),
+        }
     }
 
     /// The HTTP status of this error.
@@ -130,11 +136,16 @@ impl IntoResponse for CasesError {
             }
             e => (e.to_string(), None),
         };
-        let body = ErrorBody { code: self.code().to_owned(), message, field };
+        let body = ErrorBody {
+            code: self.code().to_owned(),
+            message,
+            field,
+        };
         let mut resp = (status, axum::Json(body)).into_response();
         if let Self::RangeNotSatisfiable(size) = self {
             if let Ok(v) = format!("bytes */{size}").parse() {
-                resp.headers_mut().insert(axum::http::header::CONTENT_RANGE, v);
+                resp.headers_mut()
+                    .insert(axum::http::header::CONTENT_RANGE, v);
             }
         }
         resp
@@ -143,5 +154,6 @@ impl IntoResponse for CasesError {
 
 /// True when `e` is a unique-constraint violation.
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error().is_some_and(|d| d.is_unique_violation())
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
 }

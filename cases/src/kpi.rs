@@ -95,7 +95,14 @@ fn kpi(number: u8, key: &str, name: &str, num: i64, den: i64, target: Option<f64
 pub fn compute(input: &KpiInput, start: i64, end: i64, now: i64, window_days: i64) -> Vec<Kpi> {
     let inw = |t: i64| t >= start && t < end;
     let online = input.orgs_online.iter().filter(|o| **o).count() as i64;
-    let k1 = kpi(1, "orgs_online", "organisations online", online, input.orgs_online.len() as i64, Some(1.0));
+    let k1 = kpi(
+        1,
+        "orgs_online",
+        "organisations online",
+        online,
+        input.orgs_online.len() as i64,
+        Some(1.0),
+    );
 
     let (mut n2, mut d2) = (0, 0);
     for (notified, due, responded, response) in &input.notices {
@@ -113,7 +120,14 @@ pub fn compute(input: &KpiInput, start: i64, end: i64, now: i64, window_days: i6
             None => {}
         }
     }
-    let k2 = kpi(2, "triage_response_48h", "triage notices answered within 48 hours", n2, d2, None);
+    let k2 = kpi(
+        2,
+        "triage_response_48h",
+        "triage notices answered within 48 hours",
+        n2,
+        d2,
+        None,
+    );
 
     let (mut n3, mut d3, mut n5, mut d5) = (0, 0, 0, 0);
     for (due, concluded, outcome) in &input.mediations {
@@ -133,12 +147,40 @@ pub fn compute(input: &KpiInput, start: i64, end: i64, now: i64, window_days: i6
             _ => {}
         }
     }
-    let k3 = kpi(3, "concluded_within_limit", "mediations concluded within the 30-day limit", n3, d3, None);
+    let k3 = kpi(
+        3,
+        "concluded_within_limit",
+        "mediations concluded within the 30-day limit",
+        n3,
+        d3,
+        None,
+    );
     let n4 = input.online_registered.iter().filter(|t| inw(**t)).count() as i64;
-    let k4 = kpi(4, "online_share", "online cases / last year's screened disputes", n4, input.last_year_screened, Some(0.2));
-    let k5 = kpi(5, "success_rate", "agreements / concluded mediations", n5, d5, Some(0.6));
+    let k4 = kpi(
+        4,
+        "online_share",
+        "online cases / last year's screened disputes",
+        n4,
+        input.last_year_screened,
+        Some(0.2),
+    );
+    let k5 = kpi(
+        5,
+        "success_rate",
+        "agreements / concluded mediations",
+        n5,
+        d5,
+        Some(0.6),
+    );
     let years = (window_days.max(1) + 364) / 365;
-    let k6 = kpi(6, "trainings", "trainings held / required (2 a year)", input.trainings_in_window, 2 * years, Some(1.0));
+    let k6 = kpi(
+        6,
+        "trainings",
+        "trainings held / required (2 a year)",
+        input.trainings_in_window,
+        2 * years,
+        Some(1.0),
+    );
     vec![k1, k2, k3, k4, k5, k6]
 }
 
@@ -151,10 +193,10 @@ mod tests {
         let input = KpiInput {
             orgs_online: vec![true, true, false],
             notices: vec![
-                (10, 20, Some(15), Some("accepted".into())), // on time
-                (10, 20, Some(25), Some("rerouted".into())), // late
-                (10, 20, None, None),                        // overdue, counts against
-                (10, 200, None, None),                       // pending, not counted
+                (10, 20, Some(15), Some("accepted".into())),  // on time
+                (10, 20, Some(25), Some("rerouted".into())),  // late
+                (10, 20, None, None),                         // overdue, counts against
+                (10, 200, None, None),                        // pending, not counted
                 (10, 20, Some(12), Some("withdrawn".into())), // left out
                 (1000, 2000, Some(1001), Some("accepted".into())), // outside window
             ],

@@ -82,7 +82,10 @@ impl Status {
     /// True once the mediation itself is over (agreement, failure, withdrawal and the
     /// court stages after an agreement).
     pub fn mediation_concluded(self) -> bool {
-        !matches!(self, Status::Registered | Status::Triaged | Status::Accepted | Status::InMediation)
+        !matches!(
+            self,
+            Status::Registered | Status::Triaged | Status::Accepted | Status::InMediation
+        )
     }
 }
 
@@ -192,9 +195,18 @@ pub fn transition(from: Status, action: Action) -> Result<Status, String> {
     let why = match from {
         Status::Confirmed | Status::Rejected => "the court has already ruled".to_owned(),
         Status::Failed | Status::Withdrawn => "the dispute is closed".to_owned(),
-        _ => format!("'{}' is only allowed from {}", action.as_str(), allowed.join(" or ")),
+        _ => format!(
+            "'{}' is only allowed from {}",
+            action.as_str(),
+            allowed.join(" or ")
+        ),
     };
-    Err(format!("cannot {} a dispute that is {}: {}", action.as_str(), from.as_str(), why))
+    Err(format!(
+        "cannot {} a dispute that is {}: {}",
+        action.as_str(),
+        from.as_str(),
+        why
+    ))
 }
 
 #[cfg(test)]
@@ -217,7 +229,11 @@ mod tests {
             (Accepted, Withdraw, Withdrawn),
             (InMediation, Withdraw, Withdrawn),
             (AgreementReached, ApplyConfirmation, ConfirmationApplied),
-            (ConfirmationApplied, AcceptConfirmation, ConfirmationAccepted),
+            (
+                ConfirmationApplied,
+                AcceptConfirmation,
+                ConfirmationAccepted,
+            ),
             (ConfirmationAccepted, Confirm, Confirmed),
             (ConfirmationAccepted, Reject, Rejected),
         ];

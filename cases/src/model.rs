@@ -23,8 +23,14 @@ pub enum StaffRole {
 
 impl StaffRole {
     /// Every staff role.
-    pub const ALL: [StaffRole; 6] =
-        [StaffRole::Admin, StaffRole::Triage, StaffRole::OrgAdmin, StaffRole::Mediator, StaffRole::Judge, StaffRole::Clerk];
+    pub const ALL: [StaffRole; 6] = [
+        StaffRole::Admin,
+        StaffRole::Triage,
+        StaffRole::OrgAdmin,
+        StaffRole::Mediator,
+        StaffRole::Judge,
+        StaffRole::Clerk,
+    ];
 
     /// Wire and database name.
     pub fn as_str(self) -> &'static str {
@@ -45,12 +51,29 @@ impl StaffRole {
 }
 
 /// Organisation kinds (`domain.md`).
-pub const ORG_KINDS: [&str; 6] = ["peoples_committee", "industry", "court", "special_invited", "lawyer", "arbitration"];
+pub const ORG_KINDS: [&str; 6] = [
+    "peoples_committee",
+    "industry",
+    "court",
+    "special_invited",
+    "lawyer",
+    "arbitration",
+];
 
 /// Dispute categories accepted at registration.
 pub const CATEGORIES: [&str; 12] = [
-    "family", "neighbour", "labour", "contract", "debt", "property", "tenancy", "consumer",
-    "traffic", "medical", "land", "other",
+    "family",
+    "neighbour",
+    "labour",
+    "contract",
+    "debt",
+    "property",
+    "tenancy",
+    "consumer",
+    "traffic",
+    "medical",
+    "land",
+    "other",
 ];
 
 /// A mediation organisation.

@@ -15,7 +15,10 @@ use std::time::Duration;
 /// later.
 pub trait NotificationSender: Send + Sync {
     /// Sends `item`.
-    fn send<'a>(&'a self, item: &'a OutboxItem) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+    fn send<'a>(
+        &'a self,
+        item: &'a OutboxItem,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
 /// The default sender: writes each notification to the log (`tracing`, target
@@ -24,12 +27,41 @@ pub trait NotificationSender: Send + Sync {
 pub struct LogSender;
 
 impl NotificationSender for LogSender {
-    fn send<'a>(&'a self, item: &'a OutboxItem) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+    fn send<'a>(
+        &'a self,
+        item: &'a OutboxItem,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
-            tracing::info!(target: "fengqiao_cases::outbox", id = item.id, kind = %item.kind, recipient = %item.recipient, subject = %item.subject, "notification");
+            let recipient = mask_recipient(&item.recipient);
+            tracing::info!(target: "fengqiao_cases::outbox", id = item.id, kind = %item.kind, recipient = %recipient, subject = %item.subject, "notification");
             Ok(())
         })
     }
+}
+
+/// Masks a phone-number recipient (`138****5678`); other recipients are unchanged.
+pub fn mask_recipient(r: &str) -> String {
+    let digits = r.chars().filter(|c| c.is_ascii_digit()).count();
+    if digits >= 7 && r.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | ' ')) {
+        crate::model::mask(r, 3, 4)
+    } else {
+        r.to_owned()
+    }
+}
+
+/// Replaces the token of every `/join/<token>` link with `…`.
+pub fn redact_invites(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some(i) = rest.find("/join/") {
+        out.push_str(&rest[..i + 6]);
+        out.push('…');
+        let after = &rest[i + 6..];
+        let end = after.find(|c: char| c.is_whitespace()).unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Store {
@@ -37,15 +69,38 @@ impl Store {
     ///
     /// # Errors
     /// [`CasesError::Database`].
-    pub async fn list_outbox(&self, pending_only: bool, page: i64, per_page: i64) -> Result<Page<OutboxItem>, CasesError> {
-        let cond = if pending_only { "sent_at IS NULL" } else { "1=1" };
-        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM outbox WHERE {cond}")).fetch_one(self.pool()).await?;
-        let items = sqlx::query_as(&format!("SELECT * FROM outbox WHERE {cond} ORDER BY id DESC LIMIT $1 OFFSET $2"))
-            .bind(per_page)
-            .bind((page - 1) * per_page)
-            .fetch_all(self.pool())
+    pub async fn list_outbox(
+        &self,
+        pending_only: bool,
+        page: i64,
+        per_page: i64,
+    ) -> Result<Page<OutboxItem>, CasesError> {
+        let cond = if pending_only {
+            "sent_at IS NULL"
+        } else {
+            "1=1"
+        };
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM outbox WHERE {cond}"))
+            .fetch_one(self.pool())
             .await?;
-        Ok(Page { items, page, per_page, total })
+        let mut items: Vec<OutboxItem> = sqlx::query_as(&format!(
+            "SELECT * FROM outbox WHERE {cond} ORDER BY id DESC LIMIT $1 OFFSET $2"
+        ))
+        .bind(per_page)
+        .bind((page - 1) * per_page)
+        .fetch_all(self.pool())
+        .await?;
+        // Shown to people: phone numbers masked, live invite tokens cut.
+        for it in &mut items {
+            it.recipient = mask_recipient(&it.recipient);
+            it.body = redact_invites(&it.body);
+        }
+        Ok(Page {
+            items,
+            page,
+            per_page,
+            total,
+        })
     }
 
     /// Hands up to `max` undelivered notifications (at most 10 attempts each) to
@@ -53,12 +108,17 @@ impl Store {
     ///
     /// # Errors
     /// [`CasesError::Database`].
-    pub async fn deliver_outbox(&self, sender: &dyn NotificationSender, max: i64) -> Result<usize, CasesError> {
-        let items: Vec<OutboxItem> =
-            sqlx::query_as("SELECT * FROM outbox WHERE sent_at IS NULL AND attempts < 10 ORDER BY id LIMIT $1")
-                .bind(max)
-                .fetch_all(self.pool())
-                .await?;
+    pub async fn deliver_outbox(
+        &self,
+        sender: &dyn NotificationSender,
+        max: i64,
+    ) -> Result<usize, CasesError> {
+        let items: Vec<OutboxItem> = sqlx::query_as(
+            "SELECT * FROM outbox WHERE sent_at IS NULL AND attempts < 10 ORDER BY id LIMIT $1",
+        )
+        .bind(max)
+        .fetch_all(self.pool())
+        .await?;
         let mut sent = 0;
         for item in items {
             let r = sender.send(&item).await;
@@ -73,11 +133,13 @@ impl Store {
                     sent += 1;
                 }
                 Err(e) => {
-                    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2")
-                        .bind(e.chars().take(1000).collect::<String>())
-                        .bind(item.id)
-                        .execute(self.pool())
-                        .await?;
+                    sqlx::query(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2",
+                    )
+                    .bind(e.chars().take(1000).collect::<String>())
+                    .bind(item.id)
+                    .execute(self.pool())
+                    .await?;
                 }
             }
         }
@@ -97,15 +159,44 @@ impl Store {
         let mut n = 0;
         for d in self.pending_deadlines(Scope::All, false).await? {
             let (kind, key) = match d.state {
-                DeadlineState::Overdue => ("deadline_overdue", format!("overdue:{}:{}:{}", d.dispute_id, d.kind.as_str(), d.due_at)),
-                DeadlineState::Open if d.due_at - now <= warn => {
-                    ("deadline_warning", format!("warn:{}:{}:{}", d.dispute_id, d.kind.as_str(), d.due_at))
-                }
+                DeadlineState::Overdue => (
+                    "deadline_overdue",
+                    format!("overdue:{}:{}:{}", d.dispute_id, d.kind.as_str(), d.due_at),
+                ),
+                DeadlineState::Open if d.due_at - now <= warn => (
+                    "deadline_warning",
+                    format!("warn:{}:{}:{}", d.dispute_id, d.kind.as_str(), d.due_at),
+                ),
                 _ => continue,
             };
-            let subject = format!("{} {}: {}", d.case_number, d.kind.as_str(), if kind == "deadline_overdue" { "overdue" } else { "due soon" });
-            let body = format!("Dispute {} step {} is due at {} (Unix time). Rule: {}", d.case_number, d.kind.as_str(), d.due_at, d.rule);
-            if enqueue(self.pool(), now, kind, &format!("dispute:{}", d.dispute_id), &subject, &body, Some(&key)).await? {
+            let subject = format!(
+                "{} {}: {}",
+                d.case_number,
+                d.kind.as_str(),
+                if kind == "deadline_overdue" {
+                    "overdue"
+                } else {
+                    "due soon"
+                }
+            );
+            let body = format!(
+                "Dispute {} step {} is due at {} (Unix time). Rule: {}",
+                d.case_number,
+                d.kind.as_str(),
+                d.due_at,
+                d.rule
+            );
+            if enqueue(
+                self.pool(),
+                now,
+                kind,
+                &format!("dispute:{}", d.dispute_id),
+                &subject,
+                &body,
+                Some(&key),
+            )
+            .await?
+            {
                 n += 1;
             }
         }
@@ -115,7 +206,11 @@ impl Store {
 
 /// Runs deadline warnings and outbox delivery every `period` until the task is
 /// aborted. Errors are logged and retried on the next round.
-pub fn spawn_outbox_worker(store: Store, sender: Arc<dyn NotificationSender>, period: Duration) -> tokio::task::JoinHandle<()> {
+pub fn spawn_outbox_worker(
+    store: Store,
+    sender: Arc<dyn NotificationSender>,
+    period: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         loop {
@@ -128,4 +223,19 @@ pub fn spawn_outbox_worker(store: Store, sender: Arc<dyn NotificationSender>, pe
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction() {
+        assert_eq!(mask_recipient("13800000001"), "138****0001");
+        assert_eq!(mask_recipient("orgadmin_a"), "orgadmin_a");
+        assert_eq!(
+            redact_invites("join at https://x/join/abc.def now; https://x/join/q"),
+            "join at https://x/join/… now; https://x/join/…"
+        );
+    }
 }

@@ -2,7 +2,10 @@
 
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::{ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, ResponseBuilder};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref,
+    ResponseBuilder,
+};
 
 /// One endpoint of the API.
 #[derive(Debug, Clone, Copy)]
@@ -27,56 +30,373 @@ const STAFF: &[&str] = &["admin", "triage", "org_admin", "mediator", "judge", "c
 
 macro_rules! ep {
     ($m:literal, $p:literal, $s:literal, $r:expr, $req:expr, $resp:expr) => {
-        Endpoint { method: $m, path: $p, summary: $s, roles: $r, request: $req, response: $resp }
+        Endpoint {
+            method: $m,
+            path: $p,
+            summary: $s,
+            roles: $r,
+            request: $req,
+            response: $resp,
+        }
     };
 }
 
 /// Every endpoint with the roles allowed to call it.
 pub const ENDPOINTS: &[Endpoint] = &[
-    ep!("GET", "/api/openapi.json", "This OpenAPI document", &["public"], None, None),
-    ep!("POST", "/api/auth/login", "Log in; sets the fq_session cookie", &["public"], Some("LoginBody"), Some("StaffUser")),
+    ep!(
+        "GET",
+        "/api/openapi.json",
+        "This OpenAPI document",
+        &["public"],
+        None,
+        None
+    ),
+    ep!(
+        "POST",
+        "/api/auth/login",
+        "Log in; sets the fq_session cookie",
+        &["public"],
+        Some("LoginBody"),
+        Some("StaffUser")
+    ),
     ep!("POST", "/api/auth/logout", "Log out", STAFF, None, None),
-    ep!("GET", "/api/auth/me", "Who am I (staff or invite holder)", &["admin", "triage", "org_admin", "mediator", "judge", "clerk", "party"], None, None),
-    ep!("GET", "/api/users", "Staff accounts (paginated)", &["admin"], None, None),
-    ep!("POST", "/api/users", "Create a staff account", &["admin"], Some("NewUser"), Some("User")),
+    ep!(
+        "GET",
+        "/api/auth/me",
+        "Who am I (staff or invite holder)",
+        &[
+            "admin",
+            "triage",
+            "org_admin",
+            "mediator",
+            "judge",
+            "clerk",
+            "party"
+        ],
+        None,
+        None
+    ),
+    ep!(
+        "GET",
+        "/api/users",
+        "Staff accounts (paginated)",
+        &["admin"],
+        None,
+        None
+    ),
+    ep!(
+        "POST",
+        "/api/users",
+        "Create a staff account",
+        &["admin"],
+        Some("NewUser"),
+        Some("User")
+    ),
     ep!("GET", "/api/orgs", "Organisations", STAFF, None, None),
-    ep!("POST", "/api/orgs", "Register an organisation", &["admin"], Some("NewOrganisation"), Some("Organisation")),
-    ep!("PATCH", "/api/orgs/{id}", "Change an organisation (online status)", &["admin"], Some("OrganisationPatch"), Some("Organisation")),
-    ep!("GET", "/api/mediators", "The roster (?org_id=)", STAFF, None, None),
-    ep!("POST", "/api/mediators", "Add a mediator to the roster", &["admin"], Some("NewMediator"), Some("Mediator")),
-    ep!("PATCH", "/api/mediators/{id}", "Change a roster entry", &["admin"], Some("MediatorPatch"), Some("Mediator")),
-    ep!("GET", "/api/disputes", "Disputes in scope (?status=&org_id=&page=&per_page=)", STAFF, None, None),
-    ep!("POST", "/api/disputes", "Register a dispute (登记)", &["triage"], Some("NewDispute"), Some("DisputeDetail")),
-    ep!("GET", "/api/disputes/{id}", "A dispute with parties (masked), history, sessions, recordings, deadlines", STAFF, None, Some("DisputeDetail")),
-    ep!("POST", "/api/disputes/{id}/triage", "Triage to an organisation (分流)", &["triage"], Some("OrgChoice"), Some("DisputeRow")),
-    ep!("POST", "/api/disputes/{id}/reroute", "Re-route to another organisation", &["org_admin"], Some("OrgChoice"), Some("DisputeRow")),
-    ep!("POST", "/api/disputes/{id}/accept", "Accept and assign a mediator (受理)", &["org_admin"], Some("AcceptBody"), Some("DisputeRow")),
-    ep!("POST", "/api/disputes/{id}/confirm-assignment", "The mediator accepts the assignment", &["mediator"], None, Some("DisputeRow")),
-    ep!("POST", "/api/disputes/{id}/start", "Start mediation (调解中)", &["mediator"], None, Some("DisputeRow")),
-    ep!("POST", "/api/disputes/{id}/extend", "Extend the mediation period with the parties' consent", &["mediator"], Some("ExtendBody"), Some("DisputeRow")),
-    ep!("POST", "/api/disputes/{id}/agreement", "Agreement reached: upload it (调解成功)", &["mediator"], Some("AgreementUpload"), Some("DisputeRow")),
-    ep!("GET", "/api/disputes/{id}/agreement", "Download the agreement (audited)", &["mediator", "org_admin", "judge", "clerk"], None, None),
-    ep!("POST", "/api/disputes/{id}/signatures", "Record a party's signature", &["mediator"], Some("SignBody"), Some("Signature")),
-    ep!("POST", "/api/disputes/{id}/fail", "Mediation failed, with reason (调解不成)", &["mediator"], Some("ReasonBody"), Some("DisputeRow")),
-    ep!("POST", "/api/disputes/{id}/withdraw", "The parties withdraw", &["triage", "org_admin", "mediator"], Some("ReasonBody"), Some("DisputeRow")),
-    ep!("POST", "/api/disputes/{id}/confirmation/apply", "Judicial confirmation applied for", &["mediator", "clerk"], None, Some("DisputeRow")),
-    ep!("POST", "/api/disputes/{id}/confirmation/accept", "The court accepts the application", &["judge"], None, Some("DisputeRow")),
-    ep!("POST", "/api/disputes/{id}/confirmation/ruling", "The court rules: confirmed or rejected", &["judge"], Some("RulingBody"), Some("DisputeRow")),
-    ep!("GET", "/api/disputes/{id}/parties/{party_id}/identity", "A party's full identity (audited)", &["mediator", "judge"], None, Some("PartyIdentity")),
-    ep!("GET", "/api/disputes/{id}/export", "Export the file (audited)", &["clerk", "judge"], None, Some("DisputeExport")),
-    ep!("POST", "/api/disputes/{id}/sessions", "Schedule a session and mint invite links", &["mediator"], Some("ScheduleSession"), Some("ScheduledSession")),
-    ep!("GET", "/api/disputes/{id}/sessions/{sid}", "A session with participants", &["admin", "triage", "org_admin", "mediator", "judge", "clerk", "party"], None, Some("SessionView")),
-    ep!("POST", "/api/disputes/{id}/sessions/{sid}/attendance", "Attendance and identity check", &["mediator"], Some("Attendance"), Some("SessionView")),
-    ep!("POST", "/api/disputes/{id}/sessions/{sid}/recordings", "Register a recording (manifest, integrity value)", &["mediator", "admin"], Some("NewRecording"), Some("Recording")),
-    ep!("GET", "/api/recordings/{rid}/file", "Play a recording; supports Range (audited)", &["mediator", "judge", "clerk"], None, None),
-    ep!("GET", "/api/party/session", "The invite holder's own session", &["party"], None, Some("SessionView")),
-    ep!("POST", "/api/party/consent", "The invite holder consents to or refuses recording", &["party"], Some("ConsentBody"), None),
-    ep!("GET", "/api/deadlines", "Pending deadlines in scope (?overdue=true)", STAFF, None, None),
-    ep!("GET", "/api/reports/kpi", "District KPIs (?from=&to=&org=)", &["admin", "triage", "org_admin"], None, Some("KpiReport")),
-    ep!("GET", "/api/trainings", "Trainings (KPI 6)", STAFF, None, None),
-    ep!("POST", "/api/trainings", "Log a training", &["admin", "org_admin"], Some("NewTraining"), Some("Training")),
-    ep!("GET", "/api/outbox", "Notification outbox (?pending=true)", &["admin"], None, None),
-    ep!("GET", "/api/audit", "Audit log (?action=)", &["admin"], None, None),
+    ep!(
+        "POST",
+        "/api/orgs",
+        "Register an organisation",
+        &["admin"],
+        Some("NewOrganisation"),
+        Some("Organisation")
+    ),
+    ep!(
+        "PATCH",
+        "/api/orgs/{id}",
+        "Change an organisation (online status)",
+        &["admin"],
+        Some("OrganisationPatch"),
+        Some("Organisation")
+    ),
+    ep!(
+        "GET",
+        "/api/mediators",
+        "The roster (?org_id=)",
+        STAFF,
+        None,
+        None
+    ),
+    ep!(
+        "POST",
+        "/api/mediators",
+        "Add a mediator to the roster",
+        &["admin"],
+        Some("NewMediator"),
+        Some("Mediator")
+    ),
+    ep!(
+        "PATCH",
+        "/api/mediators/{id}",
+        "Change a roster entry",
+        &["admin"],
+        Some("MediatorPatch"),
+        Some("Mediator")
+    ),
+    ep!(
+        "GET",
+        "/api/disputes",
+        "Disputes in scope (?status=&org_id=&page=&per_page=)",
+        STAFF,
+        None,
+        None
+    ),
+    ep!(
+        "POST",
+        "/api/disputes",
+        "Register a dispute (登记)",
+        &["triage"],
+        Some("NewDispute"),
+        Some("DisputeDetail")
+    ),
+    ep!(
+        "GET",
+        "/api/disputes/{id}",
+        "A dispute with parties (masked), history, sessions, recordings, deadlines",
+        STAFF,
+        None,
+        Some("DisputeDetail")
+    ),
+    ep!(
+        "POST",
+        "/api/disputes/{id}/triage",
+        "Triage to an organisation (分流)",
+        &["triage"],
+        Some("OrgChoice"),
+        Some("DisputeRow")
+    ),
+    ep!(
+        "POST",
+        "/api/disputes/{id}/reroute",
+        "Re-route to another organisation",
+        &["org_admin"],
+        Some("OrgChoice"),
+        Some("DisputeRow")
+    ),
+    ep!(
+        "POST",
+        "/api/disputes/{id}/accept",
+        "Accept and assign a mediator (受理)",
+        &["org_admin"],
+        Some("AcceptBody"),
+        Some("DisputeRow")
+    ),
+    ep!(
+        "POST",
+        "/api/disputes/{id}/confirm-assignment",
+        "The mediator accepts the assignment",
+        &["mediator"],
+        None,
+        Some("DisputeRow")
+    ),
+    ep!(
+        "POST",
+        "/api/disputes/{id}/start",
+        "Start mediation (调解中)",
+        &["mediator"],
+        None,
+        Some("DisputeRow")
+    ),
+    ep!(
+        "POST",
+        "/api/disputes/{id}/extend",
+        "Extend the mediation period with the parties' consent",
+        &["mediator"],
+        Some("ExtendBody"),
+        Some("DisputeRow")
+    ),
+    ep!(
+        "POST",
+        "/api/disputes/{id}/agreement",
+        "Agreement reached: upload it (调解成功)",
+        &["mediator"],
+        Some("AgreementUpload"),
+        Some("DisputeRow")
+    ),
+    ep!(
+        "GET",
+        "/api/disputes/{id}/agreement",
+        "Download the agreement (audited)",
+        &["mediator", "org_admin", "judge", "clerk"],
+        None,
+        None
+    ),
+    ep!(
+        "POST",
+        "/api/disputes/{id}/signatures",
+        "Record a party's signature",
+        &["mediator"],
+        Some("SignBody"),
+        Some("Signature")
+    ),
+    ep!(
+        "POST",
+        "/api/disputes/{id}/fail",
+        "Mediation failed, with reason (调解不成)",
+        &["mediator"],
+        Some("ReasonBody"),
+        Some("DisputeRow")
+    ),
+    ep!(
+        "POST",
+        "/api/disputes/{id}/withdraw",
+        "The parties withdraw",
+        &["triage", "org_admin", "mediator"],
+        Some("ReasonBody"),
+        Some("DisputeRow")
+    ),
+    ep!(
+        "POST",
+        "/api/disputes/{id}/confirmation/apply",
+        "Judicial confirmation applied for",
+        &["mediator", "clerk"],
+        None,
+        Some("DisputeRow")
+    ),
+    ep!(
+        "POST",
+        "/api/disputes/{id}/confirmation/accept",
+        "The court accepts the application",
+        &["judge"],
+        None,
+        Some("DisputeRow")
+    ),
+    ep!(
+        "POST",
+        "/api/disputes/{id}/confirmation/ruling",
+        "The court rules: confirmed or rejected",
+        &["judge"],
+        Some("RulingBody"),
+        Some("DisputeRow")
+    ),
+    ep!(
+        "GET",
+        "/api/disputes/{id}/parties/{party_id}/identity",
+        "A party's full identity (audited)",
+        &["mediator", "judge"],
+        None,
+        Some("PartyIdentity")
+    ),
+    ep!(
+        "GET",
+        "/api/disputes/{id}/export",
+        "Export the file (audited)",
+        &["clerk", "judge"],
+        None,
+        Some("DisputeExport")
+    ),
+    ep!(
+        "POST",
+        "/api/disputes/{id}/sessions",
+        "Schedule a session and mint invite links",
+        &["mediator"],
+        Some("ScheduleSession"),
+        Some("ScheduledSession")
+    ),
+    ep!(
+        "GET",
+        "/api/disputes/{id}/sessions/{sid}",
+        "A session with participants",
+        &[
+            "admin",
+            "triage",
+            "org_admin",
+            "mediator",
+            "judge",
+            "clerk",
+            "party"
+        ],
+        None,
+        Some("SessionView")
+    ),
+    ep!(
+        "POST",
+        "/api/disputes/{id}/sessions/{sid}/attendance",
+        "Attendance and identity check",
+        &["mediator"],
+        Some("Attendance"),
+        Some("SessionView")
+    ),
+    ep!(
+        "POST",
+        "/api/disputes/{id}/sessions/{sid}/recordings",
+        "Register a recording (manifest, integrity value)",
+        &["mediator", "admin"],
+        Some("NewRecording"),
+        Some("Recording")
+    ),
+    ep!(
+        "GET",
+        "/api/recordings/{rid}/file",
+        "Play a recording; supports Range (audited)",
+        &["mediator", "judge", "clerk"],
+        None,
+        None
+    ),
+    ep!(
+        "GET",
+        "/api/party/session",
+        "The invite holder's own session",
+        &["party"],
+        None,
+        Some("SessionView")
+    ),
+    ep!(
+        "POST",
+        "/api/party/consent",
+        "The invite holder consents to or refuses recording",
+        &["party"],
+        Some("ConsentBody"),
+        None
+    ),
+    ep!(
+        "GET",
+        "/api/deadlines",
+        "Pending deadlines in scope (?overdue=true)",
+        STAFF,
+        None,
+        None
+    ),
+    ep!(
+        "GET",
+        "/api/reports/kpi",
+        "District KPIs (?from=&to=&org=)",
+        &["admin", "triage", "org_admin"],
+        None,
+        Some("KpiReport")
+    ),
+    ep!(
+        "GET",
+        "/api/trainings",
+        "Trainings (KPI 6)",
+        STAFF,
+        None,
+        None
+    ),
+    ep!(
+        "POST",
+        "/api/trainings",
+        "Log a training",
+        &["admin", "org_admin"],
+        Some("NewTraining"),
+        Some("Training")
+    ),
+    ep!(
+        "GET",
+        "/api/outbox",
+        "Notification outbox (?pending=true)",
+        &["admin"],
+        None,
+        None
+    ),
+    ep!(
+        "GET",
+        "/api/audit",
+        "Audit log (?action=)",
+        &["admin"],
+        None,
+        None
+    ),
 ];
 
 /// The OpenAPI 3 document of the case API.
@@ -147,13 +467,23 @@ pub fn openapi() -> OpenApi {
         let err = |d: &str| {
             ResponseBuilder::new()
                 .description(d)
-                .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
                 .build()
         };
         let ok = match e.response {
             Some(s) => ResponseBuilder::new()
                 .description("success")
-                .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(s))).build())
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(s)))
+                        .build(),
+                )
                 .build(),
             None => ResponseBuilder::new().description("success").build(),
         };
@@ -165,12 +495,20 @@ pub fn openapi() -> OpenApi {
             .response("401", err("no or invalid credentials"))
             .response("403", err("not allowed for this role or scope (audited)"))
             .response("404", err("not found"))
-            .response("409", err("illegal lifecycle transition or conflict, with the reason"))
+            .response(
+                "409",
+                err("illegal lifecycle transition or conflict, with the reason"),
+            )
             .response("422", err("validation error naming the field"));
         if let Some(r) = e.request {
             op = op.request_body(Some(
                 RequestBodyBuilder::new()
-                    .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(r))).build())
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name(r)))
+                            .build(),
+                    )
                     .required(Some(utoipa::openapi::Required::True))
                     .build(),
             ));
@@ -183,14 +521,22 @@ pub fn openapi() -> OpenApi {
                         .name(name)
                         .parameter_in(utoipa::openapi::path::ParameterIn::Path)
                         .required(utoipa::openapi::Required::True)
-                        .schema(Some(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Integer))),
+                        .schema(Some(
+                            utoipa::openapi::ObjectBuilder::new()
+                                .schema_type(utoipa::openapi::schema::Type::Integer),
+                        )),
                 );
             }
         }
         paths = paths.path(e.path, PathItem::new(method, op.build()));
     }
     OpenApiBuilder::new()
-        .info(InfoBuilder::new().title("Fengqiao case service").version(env!("CARGO_PKG_VERSION")).build())
+        .info(
+            InfoBuilder::new()
+                .title("Fengqiao case service")
+                .version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        )
         .paths(paths.build())
         .components(Some(components))
         .build()

@@ -9,7 +9,9 @@ use crate::kpi::{self, KpiInput, KpiReport};
 use crate::lifecycle::{self, Action, Status};
 use crate::model::*;
 use crate::validate;
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use base64::Engine as _;
 use chrono::{Datelike, NaiveDate};
@@ -77,7 +79,9 @@ impl StaffUser {
     /// The disputes this user may read.
     pub fn scope(&self) -> Scope {
         match self.role {
-            StaffRole::Admin | StaffRole::Triage | StaffRole::Judge | StaffRole::Clerk => Scope::All,
+            StaffRole::Admin | StaffRole::Triage | StaffRole::Judge | StaffRole::Clerk => {
+                Scope::All
+            }
             StaffRole::OrgAdmin => self.org_id.map_or(Scope::Nothing, Scope::Org),
             StaffRole::Mediator => self.mediator_id.map_or(Scope::Nothing, Scope::Mediator),
         }
@@ -350,7 +354,11 @@ pub fn hash_password(password: &str) -> Result<String, CasesError> {
 }
 
 fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(phc).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 fn not_found(what: &str) -> CasesError {
@@ -398,29 +406,57 @@ impl Store {
     /// 422 naming the field for bad input; 409 (`username`) when the name is taken.
     pub async fn create_user(&self, actor: &Actor, u: &NewUser) -> Result<User, CasesError> {
         let username = validate::text("username", &u.username, 3, 64, false)?;
-        if !username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
-            return Err(CasesError::invalid("username", "may contain only letters, digits, '.', '_' and '-'"));
+        if !username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(CasesError::invalid(
+                "username",
+                "may contain only letters, digits, '.', '_' and '-'",
+            ));
         }
         let display = validate::text("display_name", &u.display_name, 1, 100, false)?;
         let role = StaffRole::parse(&u.role).ok_or_else(|| {
-            CasesError::invalid("role", "must be one of: admin, triage, org_admin, mediator, judge, clerk")
+            CasesError::invalid(
+                "role",
+                "must be one of: admin, triage, org_admin, mediator, judge, clerk",
+            )
         })?;
         if u.password.chars().count() < 10 {
-            return Err(CasesError::invalid("password", "must have at least 10 characters"));
+            return Err(CasesError::invalid(
+                "password",
+                "must have at least 10 characters",
+            ));
         }
         if u.password.len() > 1024 || u.password.contains('\0') {
-            return Err(CasesError::invalid("password", "must be at most 1024 bytes without NUL"));
+            return Err(CasesError::invalid(
+                "password",
+                "must be at most 1024 bytes without NUL",
+            ));
         }
         let needs_org = matches!(role, StaffRole::OrgAdmin | StaffRole::Mediator);
         let org_id = match (needs_org, u.org_id) {
-            (true, None) => return Err(CasesError::invalid("org_id", "is required for org_admin and mediator")),
-            (false, Some(_)) => return Err(CasesError::invalid("org_id", "only org_admin and mediator accounts belong to an organisation")),
+            (true, None) => {
+                return Err(CasesError::invalid(
+                    "org_id",
+                    "is required for org_admin and mediator",
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(CasesError::invalid(
+                    "org_id",
+                    "only org_admin and mediator accounts belong to an organisation",
+                ))
+            }
             (_, o) => o,
         };
         if let Some(o) = org_id {
-            self.get_org(o).await?.ok_or_else(|| CasesError::invalid("org_id", "no such organisation"))?;
+            self.get_org(o)
+                .await?
+                .ok_or_else(|| CasesError::invalid("org_id", "no such organisation"))?;
         }
-        let specialties = validate::opt_text("specialties", u.specialties.as_deref(), 500)?.unwrap_or_default();
+        let specialties =
+            validate::opt_text("specialties", u.specialties.as_deref(), 500)?.unwrap_or_default();
         let pw = u.password.clone();
         let hash = tokio::task::spawn_blocking(move || hash_password(&pw))
             .await
@@ -461,9 +497,27 @@ impl Store {
             .await?;
             mediator_id = Some(mid);
         }
-        audit(&mut *tx, now, actor, "user.create", "user", &id.to_string(), "ok", &format!("{username} as {}", role.as_str())).await?;
+        audit(
+            &mut *tx,
+            now,
+            actor,
+            "user.create",
+            "user",
+            &id.to_string(),
+            "ok",
+            &format!("{username} as {}", role.as_str()),
+        )
+        .await?;
         tx.commit().await?;
-        Ok(User { id, username, display_name: display, role, org_id, mediator_id, active: true })
+        Ok(User {
+            id,
+            username,
+            display_name: display,
+            role,
+            org_id,
+            mediator_id,
+            active: true,
+        })
     }
 
     /// Staff accounts, paginated.
@@ -471,8 +525,11 @@ impl Store {
     /// # Errors
     /// [`CasesError::Database`].
     pub async fn list_users(&self, page: i64, per_page: i64) -> Result<Page<User>, CasesError> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.inner.pool).await?;
-        let rows: Vec<(i64, String, String, String, Option<i64>, i64, Option<i64>)> = sqlx::query_as(
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.inner.pool)
+            .await?;
+        type UserListRow = (i64, String, String, String, Option<i64>, i64, Option<i64>);
+        let rows: Vec<UserListRow> = sqlx::query_as(
             "SELECT u.id, u.username, u.display_name, u.role, u.org_id, u.active, m.id \
              FROM users u LEFT JOIN mediators m ON m.user_id = u.id ORDER BY u.id LIMIT $1 OFFSET $2",
         )
@@ -482,11 +539,26 @@ impl Store {
         .await?;
         let items = rows
             .into_iter()
-            .filter_map(|(id, username, display_name, role, org_id, active, mediator_id)| {
-                Some(User { id, username, display_name, role: StaffRole::parse(&role)?, org_id, mediator_id, active: active == 1 })
-            })
+            .filter_map(
+                |(id, username, display_name, role, org_id, active, mediator_id)| {
+                    Some(User {
+                        id,
+                        username,
+                        display_name,
+                        role: StaffRole::parse(&role)?,
+                        org_id,
+                        mediator_id,
+                        active: active == 1,
+                    })
+                },
+            )
             .collect();
-        Ok(Page { items, page, per_page, total })
+        Ok(Page {
+            items,
+            page,
+            per_page,
+            total,
+        })
     }
 
     /// Checks a user name and password and opens a login session.
@@ -495,7 +567,12 @@ impl Store {
     /// # Errors
     /// 401 for an unknown user, a wrong password or an inactive account (one message
     /// for all three; the attempt is audited).
-    pub async fn login(&self, username: &str, password: &str, addr: &str) -> Result<(String, StaffUser), CasesError> {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        addr: &str,
+    ) -> Result<(String, StaffUser), CasesError> {
         let row: Option<UserRow> = sqlx::query_as("SELECT * FROM users WHERE username = $1")
             .bind(username)
             .fetch_optional(&self.inner.pool)
@@ -512,15 +589,30 @@ impl Store {
         })
         .await
         .map_err(|e| CasesError::Internal(e.to_string()))?;
-        let actor = Actor { name: username.chars().take(64).collect(), role: "anonymous".into(), addr: addr.to_owned() };
+        let actor = Actor {
+            name: username.chars().take(64).collect(),
+            role: "anonymous".into(),
+            addr: addr.to_owned(),
+        };
         let row = match row {
             Some(r) if ok && r.active == 1 => r,
             _ => {
-                self.audit(&actor, "auth.login", "user", &actor.name, "denied", "bad credentials").await?;
-                return Err(CasesError::Unauthenticated("wrong user name or password".into()));
+                self.audit(
+                    &actor,
+                    "auth.login",
+                    "user",
+                    &actor.name,
+                    "denied",
+                    "bad credentials",
+                )
+                .await?;
+                return Err(CasesError::Unauthenticated(
+                    "wrong user name or password".into(),
+                ));
             }
         };
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        let token =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
         let now = self.now();
         let ttl = self.inner.cfg.login_ttl_hours.max(1) as i64 * 3600;
         sqlx::query("INSERT INTO login_sessions (token_hash, user_id, created_at, expires_at, client_addr) VALUES ($1, $2, $3, $4, $5)")
@@ -531,9 +623,17 @@ impl Store {
             .bind(addr)
             .execute(&self.inner.pool)
             .await?;
-        let user = self.session_user(&token).await?.ok_or_else(|| CasesError::Internal("session vanished".into()))?;
-        let actor = Actor { name: user.username.clone(), role: user.role.as_str().into(), addr: addr.to_owned() };
-        self.audit(&actor, "auth.login", "user", &user.id.to_string(), "ok", "").await?;
+        let user = self
+            .session_user(&token)
+            .await?
+            .ok_or_else(|| CasesError::Internal("session vanished".into()))?;
+        let actor = Actor {
+            name: user.username.clone(),
+            role: user.role.as_str().into(),
+            addr: addr.to_owned(),
+        };
+        self.audit(&actor, "auth.login", "user", &user.id.to_string(), "ok", "")
+            .await?;
         Ok((token, user))
     }
 
@@ -572,7 +672,11 @@ impl Store {
     ///
     /// # Errors
     /// 422 naming the field; 409 (`name`) when the name is taken.
-    pub async fn create_org(&self, actor: &Actor, o: &NewOrganisation) -> Result<Organisation, CasesError> {
+    pub async fn create_org(
+        &self,
+        actor: &Actor,
+        o: &NewOrganisation,
+    ) -> Result<Organisation, CasesError> {
         let name = validate::text("name", &o.name, 1, 200, false)?;
         let kind = validate::one_of("kind", &o.kind, &ORG_KINDS)?;
         let district = validate::text("district", &o.district, 1, 100, false)?;
@@ -595,7 +699,17 @@ impl Store {
             Err(e) if is_unique_violation(&e) => return Err(CasesError::conflict("organisation name is taken", Some("name"))),
             Err(e) => return Err(e.into()),
         };
-        audit(&mut *tx, now, actor, "org.create", "organisation", &org.id.to_string(), "ok", &name).await?;
+        audit(
+            &mut *tx,
+            now,
+            actor,
+            "org.create",
+            "organisation",
+            &org.id.to_string(),
+            "ok",
+            &name,
+        )
+        .await?;
         tx.commit().await?;
         Ok(org)
     }
@@ -604,8 +718,16 @@ impl Store {
     ///
     /// # Errors
     /// 404 when there is no such organisation; 422 naming the field.
-    pub async fn update_org(&self, actor: &Actor, id: i64, p: &OrganisationPatch) -> Result<Organisation, CasesError> {
-        let org = self.get_org(id).await?.ok_or_else(|| not_found("organisation"))?;
+    pub async fn update_org(
+        &self,
+        actor: &Actor,
+        id: i64,
+        p: &OrganisationPatch,
+    ) -> Result<Organisation, CasesError> {
+        let org = self
+            .get_org(id)
+            .await?
+            .ok_or_else(|| not_found("organisation"))?;
         let street = match &p.street {
             Some(s) => validate::text("street", s, 0, 100, false)?,
             None => org.street.clone(),
@@ -613,13 +735,25 @@ impl Store {
         let online = p.online.map_or(org.online, i64::from);
         let now = self.now();
         let mut tx = self.inner.pool.begin().await?;
-        let org: Organisation = sqlx::query_as("UPDATE organisations SET online = $1, street = $2 WHERE id = $3 RETURNING *")
-            .bind(online)
-            .bind(&street)
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        audit(&mut *tx, now, actor, "org.update", "organisation", &id.to_string(), "ok", &format!("online={online}")).await?;
+        let org: Organisation = sqlx::query_as(
+            "UPDATE organisations SET online = $1, street = $2 WHERE id = $3 RETURNING *",
+        )
+        .bind(online)
+        .bind(&street)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        audit(
+            &mut *tx,
+            now,
+            actor,
+            "org.update",
+            "organisation",
+            &id.to_string(),
+            "ok",
+            &format!("online={online}"),
+        )
+        .await?;
         tx.commit().await?;
         Ok(org)
     }
@@ -629,7 +763,10 @@ impl Store {
     /// # Errors
     /// [`CasesError::Database`].
     pub async fn get_org(&self, id: i64) -> Result<Option<Organisation>, CasesError> {
-        Ok(sqlx::query_as("SELECT * FROM organisations WHERE id = $1").bind(id).fetch_optional(&self.inner.pool).await?)
+        Ok(sqlx::query_as("SELECT * FROM organisations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.inner.pool)
+            .await?)
     }
 
     /// All organisations, by id.
@@ -637,7 +774,9 @@ impl Store {
     /// # Errors
     /// [`CasesError::Database`].
     pub async fn list_orgs(&self) -> Result<Vec<Organisation>, CasesError> {
-        Ok(sqlx::query_as("SELECT * FROM organisations ORDER BY id").fetch_all(&self.inner.pool).await?)
+        Ok(sqlx::query_as("SELECT * FROM organisations ORDER BY id")
+            .fetch_all(&self.inner.pool)
+            .await?)
     }
 
     // ---------------------------------------------------------------- roster
@@ -646,10 +785,17 @@ impl Store {
     ///
     /// # Errors
     /// 422 naming the field.
-    pub async fn create_mediator(&self, actor: &Actor, m: &NewMediator) -> Result<Mediator, CasesError> {
-        self.get_org(m.org_id).await?.ok_or_else(|| CasesError::invalid("org_id", "no such organisation"))?;
+    pub async fn create_mediator(
+        &self,
+        actor: &Actor,
+        m: &NewMediator,
+    ) -> Result<Mediator, CasesError> {
+        self.get_org(m.org_id)
+            .await?
+            .ok_or_else(|| CasesError::invalid("org_id", "no such organisation"))?;
         let name = validate::text("name", &m.name, 1, 100, false)?;
-        let specialties = validate::opt_text("specialties", m.specialties.as_deref(), 500)?.unwrap_or_default();
+        let specialties =
+            validate::opt_text("specialties", m.specialties.as_deref(), 500)?.unwrap_or_default();
         let now = self.now();
         let mut tx = self.inner.pool.begin().await?;
         let med: Mediator = sqlx::query_as(
@@ -661,7 +807,17 @@ impl Store {
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        audit(&mut *tx, now, actor, "mediator.create", "mediator", &med.id.to_string(), "ok", &name).await?;
+        audit(
+            &mut *tx,
+            now,
+            actor,
+            "mediator.create",
+            "mediator",
+            &med.id.to_string(),
+            "ok",
+            &name,
+        )
+        .await?;
         tx.commit().await?;
         Ok(med)
     }
@@ -670,8 +826,16 @@ impl Store {
     ///
     /// # Errors
     /// 404, or 422 naming the field.
-    pub async fn update_mediator(&self, actor: &Actor, id: i64, p: &MediatorPatch) -> Result<Mediator, CasesError> {
-        let m = self.get_mediator(id).await?.ok_or_else(|| not_found("mediator"))?;
+    pub async fn update_mediator(
+        &self,
+        actor: &Actor,
+        id: i64,
+        p: &MediatorPatch,
+    ) -> Result<Mediator, CasesError> {
+        let m = self
+            .get_mediator(id)
+            .await?
+            .ok_or_else(|| not_found("mediator"))?;
         let status = match &p.status {
             Some(s) => validate::one_of("status", s, &["active", "inactive", "suspended"])?,
             None => m.status.clone(),
@@ -682,13 +846,25 @@ impl Store {
         };
         let now = self.now();
         let mut tx = self.inner.pool.begin().await?;
-        let m: Mediator = sqlx::query_as("UPDATE mediators SET status = $1, specialties = $2 WHERE id = $3 RETURNING *")
-            .bind(&status)
-            .bind(&specialties)
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        audit(&mut *tx, now, actor, "mediator.update", "mediator", &id.to_string(), "ok", &status).await?;
+        let m: Mediator = sqlx::query_as(
+            "UPDATE mediators SET status = $1, specialties = $2 WHERE id = $3 RETURNING *",
+        )
+        .bind(&status)
+        .bind(&specialties)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        audit(
+            &mut *tx,
+            now,
+            actor,
+            "mediator.update",
+            "mediator",
+            &id.to_string(),
+            "ok",
+            &status,
+        )
+        .await?;
         tx.commit().await?;
         Ok(m)
     }
@@ -698,7 +874,10 @@ impl Store {
     /// # Errors
     /// [`CasesError::Database`].
     pub async fn get_mediator(&self, id: i64) -> Result<Option<Mediator>, CasesError> {
-        Ok(sqlx::query_as("SELECT * FROM mediators WHERE id = $1").bind(id).fetch_optional(&self.inner.pool).await?)
+        Ok(sqlx::query_as("SELECT * FROM mediators WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.inner.pool)
+            .await?)
     }
 
     /// The roster, optionally of one organisation.
@@ -706,10 +885,12 @@ impl Store {
     /// # Errors
     /// [`CasesError::Database`].
     pub async fn list_mediators(&self, org: Option<i64>) -> Result<Vec<Mediator>, CasesError> {
-        Ok(sqlx::query_as("SELECT * FROM mediators WHERE ($1 IS NULL OR org_id = $1) ORDER BY id")
-            .bind(org)
-            .fetch_all(&self.inner.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT * FROM mediators WHERE ($1 IS NULL OR org_id = $1) ORDER BY id")
+                .bind(org)
+                .fetch_all(&self.inner.pool)
+                .await?,
+        )
     }
 
     // -------------------------------------------------------------- disputes
@@ -719,7 +900,12 @@ impl Store {
     ///
     /// # Errors
     /// 422 naming the field (`category`, `description`, `parties[i].name`, ...).
-    pub async fn register_dispute(&self, actor: &Actor, user_id: Option<i64>, n: &NewDispute) -> Result<DisputeRow, CasesError> {
+    pub async fn register_dispute(
+        &self,
+        actor: &Actor,
+        user_id: Option<i64>,
+        n: &NewDispute,
+    ) -> Result<DisputeRow, CasesError> {
         let category = validate::one_of("category", &n.category, &CATEGORIES)?;
         let description = validate::text("description", &n.description, 1, 20_000, true)?;
         if let Some(a) = n.amount_fen {
@@ -731,26 +917,54 @@ impl Store {
         let mut parties = Vec::new();
         for (i, p) in n.parties.iter().enumerate() {
             let f = |x: &str| format!("parties[{i}].{x}");
-            let kind = validate::one_of(&f("kind"), &p.kind, &["applicant", "respondent", "agent"])?;
+            let kind =
+                validate::one_of(&f("kind"), &p.kind, &["applicant", "respondent", "agent"])?;
             let name = validate::text(&f("name"), &p.name, 1, 100, false)?;
             let idn = validate::opt_text(&f("id_number"), p.id_number.as_deref(), 32)?;
-            if idn.as_ref().is_some_and(|s| !s.chars().all(|c| c.is_ascii_alphanumeric())) {
-                return Err(CasesError::invalid(f("id_number"), "may contain only letters and digits"));
+            if idn
+                .as_ref()
+                .is_some_and(|s| !s.chars().all(|c| c.is_ascii_alphanumeric()))
+            {
+                return Err(CasesError::invalid(
+                    f("id_number"),
+                    "may contain only letters and digits",
+                ));
             }
             let phone = validate::opt_text(&f("phone"), p.phone.as_deref(), 32)?;
-            if phone.as_ref().is_some_and(|s| !s.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | ' '))) {
-                return Err(CasesError::invalid(f("phone"), "may contain only digits, '+', '-' and spaces"));
+            if phone.as_ref().is_some_and(|s| {
+                !s.chars()
+                    .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | ' '))
+            }) {
+                return Err(CasesError::invalid(
+                    f("phone"),
+                    "may contain only digits, '+', '-' and spaces",
+                ));
             }
             match (kind.as_str(), p.represents) {
                 ("agent", Some(r)) if r < n.parties.len() && n.parties[r].kind != "agent" => {}
-                ("agent", _) => return Err(CasesError::invalid(f("represents"), "an agent must name the index of a non-agent party")),
-                (_, Some(_)) => return Err(CasesError::invalid(f("represents"), "only agents represent a party")),
+                ("agent", _) => {
+                    return Err(CasesError::invalid(
+                        f("represents"),
+                        "an agent must name the index of a non-agent party",
+                    ))
+                }
+                (_, Some(_)) => {
+                    return Err(CasesError::invalid(
+                        f("represents"),
+                        "only agents represent a party",
+                    ))
+                }
                 _ => {}
             }
             parties.push((kind, name, idn, phone, p.represents));
         }
-        if !parties.iter().any(|p| p.0 == "applicant") || !parties.iter().any(|p| p.0 == "respondent") {
-            return Err(CasesError::invalid("parties", "need at least one applicant and one respondent"));
+        if !parties.iter().any(|p| p.0 == "applicant")
+            || !parties.iter().any(|p| p.0 == "respondent")
+        {
+            return Err(CasesError::invalid(
+                "parties",
+                "need at least one applicant and one respondent",
+            ));
         }
         let now = self.now();
         let year = self.calendar().local_date(now).year();
@@ -763,7 +977,8 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let cfg = &self.inner.cfg;
-        let case_number = format_case_number(&cfg.case_number_format, year, seq, &cfg.district_code);
+        let case_number =
+            format_case_number(&cfg.case_number_format, year, seq, &cfg.district_code);
         let d: DisputeRow = sqlx::query_as(
             "INSERT INTO disputes (case_number, category, description, amount_fen, status, is_public, registered_by, registered_at, updated_at) \
              VALUES ($1, $2, $3, $4, 'registered', $5, $6, $7, $7) RETURNING *",
@@ -798,8 +1013,28 @@ impl Store {
                 .await?;
             }
         }
-        record_event(&mut tx, d.id, now, actor, "register", "", "registered", &case_number).await?;
-        audit(&mut *tx, now, actor, "dispute.register", "dispute", &d.id.to_string(), "ok", &case_number).await?;
+        record_event(
+            &mut tx,
+            d.id,
+            now,
+            actor,
+            "register",
+            "",
+            "registered",
+            &case_number,
+        )
+        .await?;
+        audit(
+            &mut *tx,
+            now,
+            actor,
+            "dispute.register",
+            "dispute",
+            &d.id.to_string(),
+            "ok",
+            &case_number,
+        )
+        .await?;
         tx.commit().await?;
         Ok(d)
     }
@@ -809,7 +1044,10 @@ impl Store {
     /// # Errors
     /// [`CasesError::Database`].
     pub async fn get_dispute(&self, id: i64) -> Result<Option<DisputeRow>, CasesError> {
-        Ok(sqlx::query_as("SELECT * FROM disputes WHERE id = $1").bind(id).fetch_optional(&self.inner.pool).await?)
+        Ok(sqlx::query_as("SELECT * FROM disputes WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.inner.pool)
+            .await?)
     }
 
     /// Disputes in `scope`, optionally of one status and organisation, newest first.
@@ -824,12 +1062,16 @@ impl Store {
         page: i64,
         per_page: i64,
     ) -> Result<Page<DisputeSummary>, CasesError> {
-        let cond = format!("{} AND ($1 IS NULL OR d.status = $1) AND ($2 IS NULL OR d.org_id = $2)", scope.sql());
-        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM disputes d WHERE {cond}"))
-            .bind(status)
-            .bind(org)
-            .fetch_one(&self.inner.pool)
-            .await?;
+        let cond = format!(
+            "{} AND ($1 IS NULL OR d.status = $1) AND ($2 IS NULL OR d.org_id = $2)",
+            scope.sql()
+        );
+        let total: i64 =
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM disputes d WHERE {cond}"))
+                .bind(status)
+                .bind(org)
+                .fetch_one(&self.inner.pool)
+                .await?;
         let items: Vec<DisputeSummary> = sqlx::query_as(&format!(
             "SELECT d.id, d.case_number, d.category, d.status, d.org_id, d.mediator_id, d.amount_fen, d.registered_at, d.updated_at \
              FROM disputes d WHERE {cond} ORDER BY d.id DESC LIMIT $3 OFFSET $4"
@@ -840,7 +1082,12 @@ impl Store {
         .bind((page - 1) * per_page)
         .fetch_all(&self.inner.pool)
         .await?;
-        Ok(Page { items, page, per_page, total })
+        Ok(Page {
+            items,
+            page,
+            per_page,
+            total,
+        })
     }
 
     /// Everything shown on a dispute's page (identity masked).
@@ -849,13 +1096,30 @@ impl Store {
     /// 404 when there is no such dispute.
     pub async fn dispute_detail(&self, id: i64) -> Result<DisputeDetail, CasesError> {
         let pool = &self.inner.pool;
-        let dispute = self.get_dispute(id).await?.ok_or_else(|| not_found("dispute"))?;
+        let dispute = self
+            .get_dispute(id)
+            .await?
+            .ok_or_else(|| not_found("dispute"))?;
         let parties: Vec<PartyRow> =
-            sqlx::query_as("SELECT * FROM parties WHERE dispute_id = $1 ORDER BY id").bind(id).fetch_all(pool).await?;
-        let events = sqlx::query_as("SELECT * FROM dispute_events WHERE dispute_id = $1 ORDER BY id").bind(id).fetch_all(pool).await?;
+            sqlx::query_as("SELECT * FROM parties WHERE dispute_id = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(pool)
+                .await?;
+        let events =
+            sqlx::query_as("SELECT * FROM dispute_events WHERE dispute_id = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(pool)
+                .await?;
         let sessions =
-            sqlx::query_as("SELECT * FROM mediation_sessions WHERE dispute_id = $1 ORDER BY id").bind(id).fetch_all(pool).await?;
-        let recordings = sqlx::query_as("SELECT * FROM recordings WHERE dispute_id = $1 ORDER BY id").bind(id).fetch_all(pool).await?;
+            sqlx::query_as("SELECT * FROM mediation_sessions WHERE dispute_id = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(pool)
+                .await?;
+        let recordings =
+            sqlx::query_as("SELECT * FROM recordings WHERE dispute_id = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(pool)
+                .await?;
         let agreement = sqlx::query_as(
             "SELECT dispute_id, kind, filename, sha256, uploaded_by, uploaded_at FROM agreements WHERE dispute_id = $1",
         )
@@ -863,7 +1127,10 @@ impl Store {
         .fetch_optional(pool)
         .await?;
         let signatures =
-            sqlx::query_as("SELECT * FROM agreement_signatures WHERE dispute_id = $1 ORDER BY id").bind(id).fetch_all(pool).await?;
+            sqlx::query_as("SELECT * FROM agreement_signatures WHERE dispute_id = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(pool)
+                .await?;
         let deadlines = self.dispute_deadlines(&dispute).await?;
         Ok(DisputeDetail {
             parties: parties.iter().map(Party::from).collect(),
@@ -889,7 +1156,12 @@ impl Store {
             None => None,
         };
         let f = facts(d, kind, notice.as_ref());
-        Ok(deadlines::compute(self.calendar(), &self.inner.cfg.deadlines, &f, self.now()))
+        Ok(deadlines::compute(
+            self.calendar(),
+            &self.inner.cfg.deadlines,
+            &f,
+            self.now(),
+        ))
     }
 
     async fn change(
@@ -900,23 +1172,52 @@ impl Store {
         sets: Vec<(&str, Val)>,
         detail: &str,
     ) -> Result<(sqlx::Transaction<'static, sqlx::Any>, i64), CasesError> {
-        let from = Status::parse(&d.status).ok_or_else(|| CasesError::Internal(format!("bad status {}", d.status)))?;
+        let from = Status::parse(&d.status)
+            .ok_or_else(|| CasesError::Internal(format!("bad status {}", d.status)))?;
         let to = lifecycle::transition(from, action).map_err(CasesError::IllegalTransition)?;
         let now = self.now();
         let mut tx = self.inner.pool.begin().await?;
         update_dispute(&mut tx, d, to.as_str(), now, sets).await?;
-        record_event(&mut tx, d.id, now, actor, action.as_str(), &d.status, to.as_str(), detail).await?;
-        audit(&mut *tx, now, actor, &format!("dispute.{}", action.as_str()), "dispute", &d.id.to_string(), "ok", detail).await?;
+        record_event(
+            &mut tx,
+            d.id,
+            now,
+            actor,
+            action.as_str(),
+            &d.status,
+            to.as_str(),
+            detail,
+        )
+        .await?;
+        audit(
+            &mut *tx,
+            now,
+            actor,
+            &format!("dispute.{}", action.as_str()),
+            "dispute",
+            &d.id.to_string(),
+            "ok",
+            detail,
+        )
+        .await?;
         Ok((tx, now))
     }
 
-    async fn org_recipients(&self, conn: &mut AnyConnection, org: i64) -> Result<Vec<String>, CasesError> {
+    async fn org_recipients(
+        &self,
+        conn: &mut AnyConnection,
+        org: i64,
+    ) -> Result<Vec<String>, CasesError> {
         let names: Vec<String> =
             sqlx::query_scalar("SELECT username FROM users WHERE role = 'org_admin' AND org_id = $1 AND active = 1 ORDER BY id")
                 .bind(org)
                 .fetch_all(&mut *conn)
                 .await?;
-        Ok(if names.is_empty() { vec![format!("org:{org}")] } else { names })
+        Ok(if names.is_empty() {
+            vec![format!("org:{org}")]
+        } else {
+            names
+        })
     }
 
     /// Triage (分流): routes a registered dispute to an organisation and notifies its
@@ -925,16 +1226,44 @@ impl Store {
     /// # Errors
     /// 409 when the dispute is not `registered`; 422 (`org_id`) for an unknown
     /// organisation.
-    pub async fn triage(&self, actor: &Actor, d: &DisputeRow, org_id: i64) -> Result<DisputeRow, CasesError> {
-        self.get_org(org_id).await?.ok_or_else(|| CasesError::invalid("org_id", "no such organisation"))?;
-        let (mut tx, now) = self.change(d, Action::Triage, actor, vec![("org_id", Val::I(org_id)), ("triaged_at", Val::I(self.now()))], &format!("org {org_id}")).await?;
+    pub async fn triage(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+        org_id: i64,
+    ) -> Result<DisputeRow, CasesError> {
+        self.get_org(org_id)
+            .await?
+            .ok_or_else(|| CasesError::invalid("org_id", "no such organisation"))?;
+        let (mut tx, now) = self
+            .change(
+                d,
+                Action::Triage,
+                actor,
+                vec![
+                    ("org_id", Val::I(org_id)),
+                    ("triaged_at", Val::I(self.now())),
+                ],
+                &format!("org {org_id}"),
+            )
+            .await?;
         self.open_notice(&mut tx, d, org_id, now).await?;
         tx.commit().await?;
-        self.get_dispute(d.id).await?.ok_or_else(|| not_found("dispute"))
+        self.get_dispute(d.id)
+            .await?
+            .ok_or_else(|| not_found("dispute"))
     }
 
-    async fn open_notice(&self, tx: &mut sqlx::Transaction<'static, sqlx::Any>, d: &DisputeRow, org_id: i64, now: i64) -> Result<(), CasesError> {
-        let due = self.calendar().add_hours(now, self.inner.cfg.deadlines.triage_response_hours);
+    async fn open_notice(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        d: &DisputeRow,
+        org_id: i64,
+        now: i64,
+    ) -> Result<(), CasesError> {
+        let due = self
+            .calendar()
+            .add_hours(now, self.inner.cfg.deadlines.triage_response_hours);
         sqlx::query("INSERT INTO triage_notices (dispute_id, org_id, notified_at, due_at) VALUES ($1, $2, $3, $4)")
             .bind(d.id)
             .bind(org_id)
@@ -957,7 +1286,12 @@ impl Store {
         Ok(())
     }
 
-    async fn close_notice(tx: &mut sqlx::Transaction<'static, sqlx::Any>, dispute: i64, now: i64, response: &str) -> Result<(), CasesError> {
+    async fn close_notice(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        dispute: i64,
+        now: i64,
+        response: &str,
+    ) -> Result<(), CasesError> {
         sqlx::query("UPDATE triage_notices SET responded_at = $1, response = $2 WHERE dispute_id = $3 AND responded_at IS NULL")
             .bind(now)
             .bind(response)
@@ -972,20 +1306,39 @@ impl Store {
     ///
     /// # Errors
     /// 409 unless `triaged`; 422 (`org_id`, `reason`).
-    pub async fn reroute(&self, actor: &Actor, d: &DisputeRow, org_id: i64, reason: &str) -> Result<DisputeRow, CasesError> {
+    pub async fn reroute(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+        org_id: i64,
+        reason: &str,
+    ) -> Result<DisputeRow, CasesError> {
         let reason = validate::text("reason", reason, 1, 2000, true)?;
         if d.org_id == Some(org_id) && d.status == "triaged" {
-            return Err(CasesError::invalid("org_id", "must differ from the current organisation"));
+            return Err(CasesError::invalid(
+                "org_id",
+                "must differ from the current organisation",
+            ));
         }
-        self.get_org(org_id).await?.ok_or_else(|| CasesError::invalid("org_id", "no such organisation"))?;
+        self.get_org(org_id)
+            .await?
+            .ok_or_else(|| CasesError::invalid("org_id", "no such organisation"))?;
         let now = self.now();
         let (mut tx, now) = self
-            .change(d, Action::Reroute, actor, vec![("org_id", Val::I(org_id)), ("triaged_at", Val::I(now))], &format!("to org {org_id}: {reason}"))
+            .change(
+                d,
+                Action::Reroute,
+                actor,
+                vec![("org_id", Val::I(org_id)), ("triaged_at", Val::I(now))],
+                &format!("to org {org_id}: {reason}"),
+            )
             .await?;
         Self::close_notice(&mut tx, d.id, now, "rerouted").await?;
         self.open_notice(&mut tx, d, org_id, now).await?;
         tx.commit().await?;
-        self.get_dispute(d.id).await?.ok_or_else(|| not_found("dispute"))
+        self.get_dispute(d.id)
+            .await?
+            .ok_or_else(|| not_found("dispute"))
     }
 
     /// Acceptance (受理): the organisation accepts the dispute and assigns one of its
@@ -996,21 +1349,49 @@ impl Store {
     /// 409 unless `triaged` (or when another change won the race); 422
     /// (`mediator_id`) when the mediator is unknown, inactive or of another
     /// organisation.
-    pub async fn accept(&self, actor: &Actor, d: &DisputeRow, mediator_id: i64) -> Result<DisputeRow, CasesError> {
-        let m = self.get_mediator(mediator_id).await?.ok_or_else(|| CasesError::invalid("mediator_id", "no such mediator"))?;
+    pub async fn accept(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+        mediator_id: i64,
+    ) -> Result<DisputeRow, CasesError> {
+        let m = self
+            .get_mediator(mediator_id)
+            .await?
+            .ok_or_else(|| CasesError::invalid("mediator_id", "no such mediator"))?;
         if Some(m.org_id) != d.org_id {
-            return Err(CasesError::invalid("mediator_id", "the mediator belongs to another organisation"));
+            return Err(CasesError::invalid(
+                "mediator_id",
+                "the mediator belongs to another organisation",
+            ));
         }
         if m.status != "active" {
-            return Err(CasesError::invalid("mediator_id", "the mediator is not active"));
+            return Err(CasesError::invalid(
+                "mediator_id",
+                "the mediator is not active",
+            ));
         }
         let now = self.now();
         let (mut tx, now) = self
-            .change(d, Action::Accept, actor, vec![("mediator_id", Val::I(mediator_id)), ("accepted_at", Val::I(now))], &format!("mediator {mediator_id}"))
+            .change(
+                d,
+                Action::Accept,
+                actor,
+                vec![
+                    ("mediator_id", Val::I(mediator_id)),
+                    ("accepted_at", Val::I(now)),
+                ],
+                &format!("mediator {mediator_id}"),
+            )
             .await?;
         Self::close_notice(&mut tx, d.id, now, "accepted").await?;
         let recipient: Option<String> = match m.user_id {
-            Some(u) => sqlx::query_scalar("SELECT username FROM users WHERE id = $1").bind(u).fetch_optional(&mut *tx).await?,
+            Some(u) => {
+                sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
+                    .bind(u)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
             None => None,
         };
         enqueue(
@@ -1019,53 +1400,117 @@ impl Store {
             "assignment",
             &recipient.unwrap_or_else(|| format!("mediator:{mediator_id}")),
             &format!("Assigned: {}", d.case_number),
-            &format!("You were assigned dispute {}. Accept within {} working days.", d.case_number, self.inner.cfg.deadlines.mediator_accept_working_days),
+            &format!(
+                "You were assigned dispute {}. Accept within {} working days.",
+                d.case_number, self.inner.cfg.deadlines.mediator_accept_working_days
+            ),
             None,
         )
         .await?;
         tx.commit().await?;
-        self.get_dispute(d.id).await?.ok_or_else(|| not_found("dispute"))
+        self.get_dispute(d.id)
+            .await?
+            .ok_or_else(|| not_found("dispute"))
     }
 
     /// The assigned mediator accepts the appointment (Online Mediation Rules art. 12).
     ///
     /// # Errors
     /// 409 unless `accepted` or `in_mediation`, or when already confirmed.
-    pub async fn confirm_assignment(&self, actor: &Actor, d: &DisputeRow) -> Result<DisputeRow, CasesError> {
-        if !matches!(d.status.as_str(), "accepted" | "in_mediation") || d.mediator_confirmed_at.is_some() {
+    pub async fn confirm_assignment(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+    ) -> Result<DisputeRow, CasesError> {
+        if !matches!(d.status.as_str(), "accepted" | "in_mediation")
+            || d.mediator_confirmed_at.is_some()
+        {
             return Err(CasesError::IllegalTransition(format!(
                 "cannot confirm the assignment of a dispute that is {}{}",
                 d.status,
-                if d.mediator_confirmed_at.is_some() { " and already confirmed" } else { "" }
+                if d.mediator_confirmed_at.is_some() {
+                    " and already confirmed"
+                } else {
+                    ""
+                }
             )));
         }
-        self.non_transition(actor, d, "confirm_assignment", vec![("mediator_confirmed_at", Val::I(self.now()))], "").await
+        self.non_transition(
+            actor,
+            d,
+            "confirm_assignment",
+            vec![("mediator_confirmed_at", Val::I(self.now()))],
+            "",
+        )
+        .await
     }
 
     /// Extends the mediation period with the parties' consent (art. 24).
     ///
     /// # Errors
     /// 409 unless `accepted`/`in_mediation`; 422 (`days`, `reason`, `parties_consent`).
-    pub async fn extend(&self, actor: &Actor, d: &DisputeRow, days: i64, reason: &str, consent: bool) -> Result<DisputeRow, CasesError> {
+    pub async fn extend(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+        days: i64,
+        reason: &str,
+        consent: bool,
+    ) -> Result<DisputeRow, CasesError> {
         validate::range("days", days, 1, 60)?;
         let reason = validate::text("reason", reason, 1, 2000, true)?;
         if !consent {
-            return Err(CasesError::invalid("parties_consent", "an extension needs the parties' consent"));
+            return Err(CasesError::invalid(
+                "parties_consent",
+                "an extension needs the parties' consent",
+            ));
         }
         if !matches!(d.status.as_str(), "accepted" | "in_mediation") {
-            return Err(CasesError::IllegalTransition(format!("cannot extend the mediation of a dispute that is {}", d.status)));
+            return Err(CasesError::IllegalTransition(format!(
+                "cannot extend the mediation of a dispute that is {}",
+                d.status
+            )));
         }
-        self.non_transition(actor, d, "extend", vec![("extension_days", Val::I(d.extension_days + days))], &format!("+{days} days: {reason}")).await
+        self.non_transition(
+            actor,
+            d,
+            "extend",
+            vec![("extension_days", Val::I(d.extension_days + days))],
+            &format!("+{days} days: {reason}"),
+        )
+        .await
     }
 
-    async fn non_transition(&self, actor: &Actor, d: &DisputeRow, action: &str, sets: Vec<(&str, Val)>, detail: &str) -> Result<DisputeRow, CasesError> {
+    async fn non_transition(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+        action: &str,
+        sets: Vec<(&str, Val)>,
+        detail: &str,
+    ) -> Result<DisputeRow, CasesError> {
         let now = self.now();
         let mut tx = self.inner.pool.begin().await?;
         update_dispute(&mut tx, d, &d.status, now, sets).await?;
-        record_event(&mut tx, d.id, now, actor, action, &d.status, &d.status, detail).await?;
-        audit(&mut *tx, now, actor, &format!("dispute.{action}"), "dispute", &d.id.to_string(), "ok", detail).await?;
+        record_event(
+            &mut tx, d.id, now, actor, action, &d.status, &d.status, detail,
+        )
+        .await?;
+        audit(
+            &mut *tx,
+            now,
+            actor,
+            &format!("dispute.{action}"),
+            "dispute",
+            &d.id.to_string(),
+            "ok",
+            detail,
+        )
+        .await?;
         tx.commit().await?;
-        self.get_dispute(d.id).await?.ok_or_else(|| not_found("dispute"))
+        self.get_dispute(d.id)
+            .await?
+            .ok_or_else(|| not_found("dispute"))
     }
 
     /// Opens the mediation (调解中).
@@ -1080,7 +1525,9 @@ impl Store {
         }
         let (tx, _) = self.change(d, Action::Start, actor, sets, "").await?;
         tx.commit().await?;
-        self.get_dispute(d.id).await?.ok_or_else(|| not_found("dispute"))
+        self.get_dispute(d.id)
+            .await?
+            .ok_or_else(|| not_found("dispute"))
     }
 
     /// Agreement reached (调解成功): stores the agreement with its SHA-256 and ends the
@@ -1088,25 +1535,45 @@ impl Store {
     ///
     /// # Errors
     /// 409 unless `in_mediation`; 422 (`kind`, `filename`, `text`, `content_base64`).
-    pub async fn agree(&self, actor: &Actor, d: &DisputeRow, a: &AgreementUpload) -> Result<DisputeRow, CasesError> {
+    pub async fn agree(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+        a: &AgreementUpload,
+    ) -> Result<DisputeRow, CasesError> {
         let kind = validate::one_of("kind", &a.kind, &["text", "pdf"])?;
         let filename = validate::text("filename", &a.filename, 1, 200, false)?;
         if filename.contains('/') || filename.contains('\\') {
-            return Err(CasesError::invalid("filename", "must not contain path separators"));
+            return Err(CasesError::invalid(
+                "filename",
+                "must not contain path separators",
+            ));
         }
         let content: Vec<u8> = if kind == "text" {
-            let t = a.text.as_deref().ok_or_else(|| CasesError::invalid("text", "is required for kind text"))?;
+            let t = a
+                .text
+                .as_deref()
+                .ok_or_else(|| CasesError::invalid("text", "is required for kind text"))?;
             validate::text("text", t, 1, 200_000, true)?.into_bytes()
         } else {
-            let b = a.content_base64.as_deref().ok_or_else(|| CasesError::invalid("content_base64", "is required for kind pdf"))?;
+            let b = a
+                .content_base64
+                .as_deref()
+                .ok_or_else(|| CasesError::invalid("content_base64", "is required for kind pdf"))?;
             if b.len() > 20_500_000 {
-                return Err(CasesError::invalid("content_base64", "the PDF must be at most 15 MB"));
+                return Err(CasesError::invalid(
+                    "content_base64",
+                    "the PDF must be at most 15 MB",
+                ));
             }
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b.trim())
                 .map_err(|_| CasesError::invalid("content_base64", "must be standard base64"))?;
             if !bytes.starts_with(b"%PDF-") {
-                return Err(CasesError::invalid("content_base64", "is not a PDF document"));
+                return Err(CasesError::invalid(
+                    "content_base64",
+                    "is not a PDF document",
+                ));
             }
             bytes
         };
@@ -1117,7 +1584,10 @@ impl Store {
                 d,
                 Action::Agree,
                 actor,
-                vec![("concluded_at", Val::I(now)), ("outcome", Val::S("agreement".into()))],
+                vec![
+                    ("concluded_at", Val::I(now)),
+                    ("outcome", Val::S("agreement".into())),
+                ],
                 &format!("agreement sha256 {sha}"),
             )
             .await?;
@@ -1132,7 +1602,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        self.get_dispute(d.id).await?.ok_or_else(|| not_found("dispute"))
+        self.get_dispute(d.id)
+            .await?
+            .ok_or_else(|| not_found("dispute"))
     }
 
     /// Records a party's signature of the agreement (who, when, how identified).
@@ -1140,19 +1612,32 @@ impl Store {
     /// # Errors
     /// 409 when there is no agreement yet or the party already signed; 422
     /// (`party_id`, `method`).
-    pub async fn sign(&self, actor: &Actor, d: &DisputeRow, party_id: i64, method: &str) -> Result<Signature, CasesError> {
+    pub async fn sign(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+        party_id: i64,
+        method: &str,
+    ) -> Result<Signature, CasesError> {
         let method = validate::text("method", method, 1, 100, false)?;
-        let p: Option<PartyRow> = sqlx::query_as("SELECT * FROM parties WHERE id = $1 AND dispute_id = $2")
-            .bind(party_id)
-            .bind(d.id)
-            .fetch_optional(&self.inner.pool)
-            .await?;
+        let p: Option<PartyRow> =
+            sqlx::query_as("SELECT * FROM parties WHERE id = $1 AND dispute_id = $2")
+                .bind(party_id)
+                .bind(d.id)
+                .fetch_optional(&self.inner.pool)
+                .await?;
         let p = p.ok_or_else(|| CasesError::invalid("party_id", "not a party of this dispute"))?;
         if p.kind == "agent" {
-            return Err(CasesError::invalid("party_id", "the applicant or respondent signs, not the agent"));
+            return Err(CasesError::invalid(
+                "party_id",
+                "the applicant or respondent signs, not the agent",
+            ));
         }
         if d.status != "agreement_reached" {
-            return Err(CasesError::IllegalTransition(format!("cannot sign the agreement of a dispute that is {}", d.status)));
+            return Err(CasesError::IllegalTransition(format!(
+                "cannot sign the agreement of a dispute that is {}",
+                d.status
+            )));
         }
         let now = self.now();
         let mut tx = self.inner.pool.begin().await?;
@@ -1171,7 +1656,17 @@ impl Store {
             Err(e) if is_unique_violation(&e) => return Err(CasesError::conflict("this party has already signed", Some("party_id"))),
             Err(e) => return Err(e.into()),
         };
-        audit(&mut *tx, now, actor, "agreement.sign", "dispute", &d.id.to_string(), "ok", &format!("party {party_id} by {method}")).await?;
+        audit(
+            &mut *tx,
+            now,
+            actor,
+            "agreement.sign",
+            "dispute",
+            &d.id.to_string(),
+            "ok",
+            &format!("party {party_id} by {method}"),
+        )
+        .await?;
         tx.commit().await?;
         Ok(s)
     }
@@ -1180,7 +1675,12 @@ impl Store {
     ///
     /// # Errors
     /// 409 unless `in_mediation`; 422 (`reason`).
-    pub async fn fail(&self, actor: &Actor, d: &DisputeRow, reason: &str) -> Result<DisputeRow, CasesError> {
+    pub async fn fail(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+        reason: &str,
+    ) -> Result<DisputeRow, CasesError> {
         let reason = validate::text("reason", reason, 1, 5000, true)?;
         let now = self.now();
         let (tx, _) = self
@@ -1188,19 +1688,30 @@ impl Store {
                 d,
                 Action::Fail,
                 actor,
-                vec![("concluded_at", Val::I(now)), ("outcome", Val::S("failed".into())), ("failure_reason", Val::S(reason.clone()))],
+                vec![
+                    ("concluded_at", Val::I(now)),
+                    ("outcome", Val::S("failed".into())),
+                    ("failure_reason", Val::S(reason.clone())),
+                ],
                 &reason,
             )
             .await?;
         tx.commit().await?;
-        self.get_dispute(d.id).await?.ok_or_else(|| not_found("dispute"))
+        self.get_dispute(d.id)
+            .await?
+            .ok_or_else(|| not_found("dispute"))
     }
 
     /// The parties withdraw.
     ///
     /// # Errors
     /// 409 once mediation has ended; 422 (`reason`).
-    pub async fn withdraw(&self, actor: &Actor, d: &DisputeRow, reason: &str) -> Result<DisputeRow, CasesError> {
+    pub async fn withdraw(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+        reason: &str,
+    ) -> Result<DisputeRow, CasesError> {
         let reason = validate::text("reason", reason, 1, 5000, true)?;
         let now = self.now();
         let (mut tx, now) = self
@@ -1208,13 +1719,19 @@ impl Store {
                 d,
                 Action::Withdraw,
                 actor,
-                vec![("concluded_at", Val::I(now)), ("outcome", Val::S("withdrawn".into())), ("withdrawal_reason", Val::S(reason.clone()))],
+                vec![
+                    ("concluded_at", Val::I(now)),
+                    ("outcome", Val::S("withdrawn".into())),
+                    ("withdrawal_reason", Val::S(reason.clone())),
+                ],
                 &reason,
             )
             .await?;
         Self::close_notice(&mut tx, d.id, now, "withdrawn").await?;
         tx.commit().await?;
-        self.get_dispute(d.id).await?.ok_or_else(|| not_found("dispute"))
+        self.get_dispute(d.id)
+            .await?
+            .ok_or_else(|| not_found("dispute"))
     }
 
     /// Judicial confirmation applied for (申请司法确认). Every applicant and respondent
@@ -1222,7 +1739,11 @@ impl Store {
     ///
     /// # Errors
     /// 409 unless `agreement_reached` with all signatures.
-    pub async fn apply_confirmation(&self, actor: &Actor, d: &DisputeRow) -> Result<DisputeRow, CasesError> {
+    pub async fn apply_confirmation(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+    ) -> Result<DisputeRow, CasesError> {
         if d.status == "agreement_reached" {
             let unsigned: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM parties p WHERE p.dispute_id = $1 AND p.kind <> 'agent' \
@@ -1232,24 +1753,50 @@ impl Store {
             .fetch_one(&self.inner.pool)
             .await?;
             if unsigned > 0 {
-                return Err(CasesError::IllegalTransition(format!("the agreement lacks {unsigned} party signature(s)")));
+                return Err(CasesError::IllegalTransition(format!(
+                    "the agreement lacks {unsigned} party signature(s)"
+                )));
             }
         }
         let now = self.now();
-        let (tx, _) = self.change(d, Action::ApplyConfirmation, actor, vec![("confirmation_applied_at", Val::I(now))], "").await?;
+        let (tx, _) = self
+            .change(
+                d,
+                Action::ApplyConfirmation,
+                actor,
+                vec![("confirmation_applied_at", Val::I(now))],
+                "",
+            )
+            .await?;
         tx.commit().await?;
-        self.get_dispute(d.id).await?.ok_or_else(|| not_found("dispute"))
+        self.get_dispute(d.id)
+            .await?
+            .ok_or_else(|| not_found("dispute"))
     }
 
     /// The court accepts the application (2011 Provisions art. 4: within 3 days).
     ///
     /// # Errors
     /// 409 unless `confirmation_applied`.
-    pub async fn accept_confirmation(&self, actor: &Actor, d: &DisputeRow) -> Result<DisputeRow, CasesError> {
+    pub async fn accept_confirmation(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+    ) -> Result<DisputeRow, CasesError> {
         let now = self.now();
-        let (tx, _) = self.change(d, Action::AcceptConfirmation, actor, vec![("confirmation_accepted_at", Val::I(now))], "").await?;
+        let (tx, _) = self
+            .change(
+                d,
+                Action::AcceptConfirmation,
+                actor,
+                vec![("confirmation_accepted_at", Val::I(now))],
+                "",
+            )
+            .await?;
         tx.commit().await?;
-        self.get_dispute(d.id).await?.ok_or_else(|| not_found("dispute"))
+        self.get_dispute(d.id)
+            .await?
+            .ok_or_else(|| not_found("dispute"))
     }
 
     /// The court's ruling: confirmed (裁定确认有效) or rejected (驳回), with the judge's
@@ -1257,11 +1804,23 @@ impl Store {
     ///
     /// # Errors
     /// 409 unless `confirmation_accepted`; 422 (`outcome`, `note`).
-    pub async fn rule(&self, actor: &Actor, d: &DisputeRow, outcome: &str, note: &str, extended: bool) -> Result<DisputeRow, CasesError> {
+    pub async fn rule(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+        outcome: &str,
+        note: &str,
+        extended: bool,
+    ) -> Result<DisputeRow, CasesError> {
         let action = match outcome {
             "confirmed" => Action::Confirm,
             "rejected" => Action::Reject,
-            _ => return Err(CasesError::invalid("outcome", "must be one of: confirmed, rejected")),
+            _ => {
+                return Err(CasesError::invalid(
+                    "outcome",
+                    "must be one of: confirmed, rejected",
+                ))
+            }
         };
         let note = validate::text("note", note, 1, 5000, true)?;
         let now = self.now();
@@ -1270,34 +1829,62 @@ impl Store {
                 d,
                 action,
                 actor,
-                vec![("ruled_at", Val::I(now)), ("ruling_note", Val::S(note.clone())), ("ruling_extended", Val::I(i64::from(extended)))],
+                vec![
+                    ("ruled_at", Val::I(now)),
+                    ("ruling_note", Val::S(note.clone())),
+                    ("ruling_extended", Val::I(i64::from(extended))),
+                ],
                 &note,
             )
             .await?;
         tx.commit().await?;
-        self.get_dispute(d.id).await?.ok_or_else(|| not_found("dispute"))
+        self.get_dispute(d.id)
+            .await?
+            .ok_or_else(|| not_found("dispute"))
     }
 
     /// A party's unmasked identity, for identity checks (audited).
     ///
     /// # Errors
     /// 404 when the party is not of this dispute.
-    pub async fn party_identity(&self, actor: &Actor, d: &DisputeRow, party_id: i64) -> Result<PartyIdentity, CasesError> {
+    pub async fn party_identity(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+        party_id: i64,
+    ) -> Result<PartyIdentity, CasesError> {
         let p: PartyRow = sqlx::query_as("SELECT * FROM parties WHERE id = $1 AND dispute_id = $2")
             .bind(party_id)
             .bind(d.id)
             .fetch_optional(&self.inner.pool)
             .await?
             .ok_or_else(|| not_found("party"))?;
-        self.audit(actor, "party.identity.view", "party", &party_id.to_string(), "ok", &d.case_number).await?;
-        Ok(PartyIdentity { party_id, name: p.name, id_number: p.id_number, phone: p.phone })
+        self.audit(
+            actor,
+            "party.identity.view",
+            "party",
+            &party_id.to_string(),
+            "ok",
+            &d.case_number,
+        )
+        .await?;
+        Ok(PartyIdentity {
+            party_id,
+            name: p.name,
+            id_number: p.id_number,
+            phone: p.phone,
+        })
     }
 
     /// The agreement document: `(metadata, content)`; the read is audited.
     ///
     /// # Errors
     /// 404 when there is none.
-    pub async fn agreement_content(&self, actor: &Actor, d: &DisputeRow) -> Result<(AgreementMeta, Vec<u8>), CasesError> {
+    pub async fn agreement_content(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+    ) -> Result<(AgreementMeta, Vec<u8>), CasesError> {
         let meta: AgreementMeta = sqlx::query_as(
             "SELECT dispute_id, kind, filename, sha256, uploaded_by, uploaded_at FROM agreements WHERE dispute_id = $1",
         )
@@ -1305,8 +1892,20 @@ impl Store {
         .fetch_optional(&self.inner.pool)
         .await?
         .ok_or_else(|| not_found("agreement"))?;
-        let content: Vec<u8> = sqlx::query_scalar("SELECT content FROM agreements WHERE dispute_id = $1").bind(d.id).fetch_one(&self.inner.pool).await?;
-        self.audit(actor, "agreement.view", "dispute", &d.id.to_string(), "ok", &meta.sha256).await?;
+        let content: Vec<u8> =
+            sqlx::query_scalar("SELECT content FROM agreements WHERE dispute_id = $1")
+                .bind(d.id)
+                .fetch_one(&self.inner.pool)
+                .await?;
+        self.audit(
+            actor,
+            "agreement.view",
+            "dispute",
+            &d.id.to_string(),
+            "ok",
+            &meta.sha256,
+        )
+        .await?;
         Ok((meta, content))
     }
 
@@ -1314,10 +1913,26 @@ impl Store {
     ///
     /// # Errors
     /// 404 when there is no such dispute.
-    pub async fn export_dispute(&self, actor: &Actor, id: i64) -> Result<DisputeExport, CasesError> {
+    pub async fn export_dispute(
+        &self,
+        actor: &Actor,
+        id: i64,
+    ) -> Result<DisputeExport, CasesError> {
         let detail = self.dispute_detail(id).await?;
-        self.audit(actor, "dispute.export", "dispute", &id.to_string(), "ok", &detail.dispute.case_number).await?;
-        Ok(DisputeExport { exported_at: self.now(), exported_by: actor.name.clone(), detail })
+        self.audit(
+            actor,
+            "dispute.export",
+            "dispute",
+            &id.to_string(),
+            "ok",
+            &detail.dispute.case_number,
+        )
+        .await?;
+        Ok(DisputeExport {
+            exported_at: self.now(),
+            exported_by: actor.name.clone(),
+            detail,
+        })
     }
 
     // -------------------------------------------------------------- sessions
@@ -1329,22 +1944,43 @@ impl Store {
     /// # Errors
     /// 409 unless `accepted` or `in_mediation`; 422 (`scheduled_at`,
     /// `duration_minutes`, `party_ids`).
-    pub async fn schedule_session(&self, actor: &Actor, d: &DisputeRow, s: &ScheduleSession) -> Result<ScheduledSession, CasesError> {
+    pub async fn schedule_session(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+        s: &ScheduleSession,
+    ) -> Result<ScheduledSession, CasesError> {
         let at = validate::time("scheduled_at", &s.scheduled_at)?;
         let minutes = validate::range("duration_minutes", s.duration_minutes, 5, 600)?;
         if !matches!(d.status.as_str(), "accepted" | "in_mediation") {
-            return Err(CasesError::IllegalTransition(format!("cannot schedule a session for a dispute that is {}", d.status)));
+            return Err(CasesError::IllegalTransition(format!(
+                "cannot schedule a session for a dispute that is {}",
+                d.status
+            )));
         }
-        let mediator_id = d.mediator_id.ok_or_else(|| CasesError::Internal("accepted dispute without mediator".into()))?;
-        let mediator = self.get_mediator(mediator_id).await?.ok_or_else(|| not_found("mediator"))?;
+        let mediator_id = d
+            .mediator_id
+            .ok_or_else(|| CasesError::Internal("accepted dispute without mediator".into()))?;
+        let mediator = self
+            .get_mediator(mediator_id)
+            .await?
+            .ok_or_else(|| not_found("mediator"))?;
         let all: Vec<PartyRow> =
-            sqlx::query_as("SELECT * FROM parties WHERE dispute_id = $1 ORDER BY id").bind(d.id).fetch_all(&self.inner.pool).await?;
+            sqlx::query_as("SELECT * FROM parties WHERE dispute_id = $1 ORDER BY id")
+                .bind(d.id)
+                .fetch_all(&self.inner.pool)
+                .await?;
         let invited: Vec<&PartyRow> = match &s.party_ids {
             None => all.iter().collect(),
             Some(ids) => {
                 let mut v = Vec::new();
                 for (i, id) in ids.iter().enumerate() {
-                    let p = all.iter().find(|p| p.id == *id).ok_or_else(|| CasesError::invalid(format!("party_ids[{i}]"), "not a party of this dispute"))?;
+                    let p = all.iter().find(|p| p.id == *id).ok_or_else(|| {
+                        CasesError::invalid(
+                            format!("party_ids[{i}]"),
+                            "not a party of this dispute",
+                        )
+                    })?;
                     v.push(p);
                 }
                 v
@@ -1366,15 +2002,27 @@ impl Store {
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        let mut people: Vec<(Role, Option<i64>, String, String, Option<String>)> =
-            vec![(Role::Mediator, None, format!("m{mediator_id}"), mediator.name.clone(), None)];
+        type Invitee = (Role, Option<i64>, String, String, Option<String>);
+        let mut people: Vec<Invitee> = vec![(
+            Role::Mediator,
+            None,
+            format!("m{mediator_id}"),
+            mediator.name.clone(),
+            None,
+        )];
         for p in invited {
             let role = match p.kind.as_str() {
                 "applicant" => Role::Applicant,
                 "respondent" => Role::Respondent,
                 _ => Role::Agent,
             };
-            people.push((role, Some(p.id), format!("p{}", p.id), p.name.clone(), p.phone.clone()));
+            people.push((
+                role,
+                Some(p.id),
+                format!("p{}", p.id),
+                p.name.clone(),
+                p.phone.clone(),
+            ));
         }
         let mut invites = Vec::new();
         for (role, party_id, pid, name, phone) in people {
@@ -1390,7 +2038,11 @@ impl Store {
                 admitted: role == Role::Mediator,
             };
             let token = self.inner.key.mint(&claims);
-            let url = format!("{}/join/{}", self.inner.cfg.public_url.trim_end_matches('/'), token);
+            let url = format!(
+                "{}/join/{}",
+                self.inner.cfg.public_url.trim_end_matches('/'),
+                token
+            );
             let pid_row: i64 = sqlx::query_scalar(
                 "INSERT INTO session_participants (session_id, role, party_id, pid, name, invite_tid, invite_expires_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
@@ -1415,13 +2067,33 @@ impl Store {
                 "invite",
                 &recipient,
                 &format!("Mediation session for {}", d.case_number),
-                &format!("{name}: the session starts at {} (Unix time); join at {url}", at),
+                &format!(
+                    "{name}: the session starts at {} (Unix time); join at {url}",
+                    at
+                ),
                 None,
             )
             .await?;
-            invites.push(InviteLink { participant_id: pid_row, pid, name, role: role.as_str().into(), url, expires_at: exp });
+            invites.push(InviteLink {
+                participant_id: pid_row,
+                pid,
+                name,
+                role: role.as_str().into(),
+                url,
+                expires_at: exp,
+            });
         }
-        audit(&mut *tx, now, actor, "session.schedule", "session", &session.id.to_string(), "ok", &format!("{} invites", invites.len())).await?;
+        audit(
+            &mut *tx,
+            now,
+            actor,
+            "session.schedule",
+            "session",
+            &session.id.to_string(),
+            "ok",
+            &format!("{} invites", invites.len()),
+        )
+        .await?;
         tx.commit().await?;
         Ok(ScheduledSession { session, invites })
     }
@@ -1430,20 +2102,33 @@ impl Store {
     ///
     /// # Errors
     /// 404 when the session is not of this dispute.
-    pub async fn session_view(&self, dispute_id: i64, session_id: i64) -> Result<SessionView, CasesError> {
-        let session: MediationSession = sqlx::query_as("SELECT * FROM mediation_sessions WHERE id = $1 AND dispute_id = $2")
-            .bind(session_id)
-            .bind(dispute_id)
-            .fetch_optional(&self.inner.pool)
-            .await?
-            .ok_or_else(|| not_found("session"))?;
-        let participants = sqlx::query_as("SELECT * FROM session_participants WHERE session_id = $1 ORDER BY id")
-            .bind(session_id)
-            .fetch_all(&self.inner.pool)
-            .await?;
+    pub async fn session_view(
+        &self,
+        dispute_id: i64,
+        session_id: i64,
+    ) -> Result<SessionView, CasesError> {
+        let session: MediationSession =
+            sqlx::query_as("SELECT * FROM mediation_sessions WHERE id = $1 AND dispute_id = $2")
+                .bind(session_id)
+                .bind(dispute_id)
+                .fetch_optional(&self.inner.pool)
+                .await?
+                .ok_or_else(|| not_found("session"))?;
+        let participants =
+            sqlx::query_as("SELECT * FROM session_participants WHERE session_id = $1 ORDER BY id")
+                .bind(session_id)
+                .fetch_all(&self.inner.pool)
+                .await?;
         let case_number: String =
-            sqlx::query_scalar("SELECT case_number FROM disputes WHERE id = $1").bind(dispute_id).fetch_one(&self.inner.pool).await?;
-        Ok(SessionView { case_number, session, participants })
+            sqlx::query_scalar("SELECT case_number FROM disputes WHERE id = $1")
+                .bind(dispute_id)
+                .fetch_one(&self.inner.pool)
+                .await?;
+        Ok(SessionView {
+            case_number,
+            session,
+            participants,
+        })
     }
 
     /// Whether an invite token id belongs to a participant of this session.
@@ -1451,11 +2136,13 @@ impl Store {
     /// # Errors
     /// [`CasesError::Database`].
     pub async fn invite_is_current(&self, session_id: i64, tid: &str) -> Result<bool, CasesError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM session_participants WHERE session_id = $1 AND invite_tid = $2")
-            .bind(session_id)
-            .bind(tid)
-            .fetch_one(&self.inner.pool)
-            .await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM session_participants WHERE session_id = $1 AND invite_tid = $2",
+        )
+        .bind(session_id)
+        .bind(tid)
+        .fetch_one(&self.inner.pool)
+        .await?;
         Ok(n > 0)
     }
 
@@ -1465,16 +2152,36 @@ impl Store {
     /// # Errors
     /// 404 when the session is not of this dispute; 422 (`participant_id`,
     /// `joined_at`, `left_at`, `identity_method`).
-    pub async fn record_attendance(&self, actor: &Actor, d: &DisputeRow, session_id: i64, a: &Attendance) -> Result<SessionView, CasesError> {
+    pub async fn record_attendance(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+        session_id: i64,
+        a: &Attendance,
+    ) -> Result<SessionView, CasesError> {
         let view = self.session_view(d.id, session_id).await?;
         if !view.participants.iter().any(|p| p.id == a.participant_id) {
-            return Err(CasesError::invalid("participant_id", "not a participant of this session"));
+            return Err(CasesError::invalid(
+                "participant_id",
+                "not a participant of this session",
+            ));
         }
-        let joined = a.joined_at.as_deref().map(|t| validate::time("joined_at", t)).transpose()?;
-        let left = a.left_at.as_deref().map(|t| validate::time("left_at", t)).transpose()?;
+        let joined = a
+            .joined_at
+            .as_deref()
+            .map(|t| validate::time("joined_at", t))
+            .transpose()?;
+        let left = a
+            .left_at
+            .as_deref()
+            .map(|t| validate::time("left_at", t))
+            .transpose()?;
         if let (Some(j), Some(l)) = (joined, left) {
             if l < j {
-                return Err(CasesError::invalid("left_at", "must not be before joined_at"));
+                return Err(CasesError::invalid(
+                    "left_at",
+                    "must not be before joined_at",
+                ));
             }
         }
         let method = validate::opt_text("identity_method", a.identity_method.as_deref(), 100)?;
@@ -1497,7 +2204,17 @@ impl Store {
         if joined.is_some() {
             sqlx::query("UPDATE mediation_sessions SET status = 'held' WHERE id = $1 AND status = 'scheduled'").bind(session_id).execute(&mut *tx).await?;
         }
-        audit(&mut *tx, now, actor, "session.attendance", "session", &session_id.to_string(), "ok", &format!("participant {}", a.participant_id)).await?;
+        audit(
+            &mut *tx,
+            now,
+            actor,
+            "session.attendance",
+            "session",
+            &session_id.to_string(),
+            "ok",
+            &format!("participant {}", a.participant_id),
+        )
+        .await?;
         tx.commit().await?;
         self.session_view(d.id, session_id).await
     }
@@ -1506,7 +2223,12 @@ impl Store {
     ///
     /// # Errors
     /// 404 when the token's participant is unknown.
-    pub async fn record_consent(&self, actor: &Actor, tid: &str, consent: bool) -> Result<(), CasesError> {
+    pub async fn record_consent(
+        &self,
+        actor: &Actor,
+        tid: &str,
+        consent: bool,
+    ) -> Result<(), CasesError> {
         let now = self.now();
         let mut tx = self.inner.pool.begin().await?;
         let n = sqlx::query("UPDATE session_participants SET recording_consent = $1, consent_at = $2 WHERE invite_tid = $3")
@@ -1519,7 +2241,21 @@ impl Store {
         if n == 0 {
             return Err(not_found("participant"));
         }
-        audit(&mut *tx, now, actor, "session.consent", "participant", tid, "ok", if consent { "recording consented" } else { "recording refused" }).await?;
+        audit(
+            &mut *tx,
+            now,
+            actor,
+            "session.consent",
+            "participant",
+            tid,
+            "ok",
+            if consent {
+                "recording consented"
+            } else {
+                "recording refused"
+            },
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1531,23 +2267,38 @@ impl Store {
     ///
     /// # Errors
     /// 404 when the session is not of this dispute; 422 naming the field.
-    pub async fn add_recording(&self, actor: &Actor, d: &DisputeRow, session_id: i64, r: &NewRecording) -> Result<Recording, CasesError> {
+    pub async fn add_recording(
+        &self,
+        actor: &Actor,
+        d: &DisputeRow,
+        session_id: i64,
+        r: &NewRecording,
+    ) -> Result<Recording, CasesError> {
         self.session_view(d.id, session_id).await?;
         let file_path = validate::relative_path("file_path", &r.file_path)?;
         let manifest_path = validate::relative_path("manifest_path", &r.manifest_path)?;
         let sha = validate::sha256_hex("integrity_sha256", &r.integrity_sha256)?;
-        let media = validate::one_of("media_type", &r.media_type, &["video/mp4", "audio/wav", "video/webm", "audio/ogg"])?;
+        let media = validate::one_of(
+            "media_type",
+            &r.media_type,
+            &["video/mp4", "audio/wav", "video/webm", "audio/ogg"],
+        )?;
         let started = validate::time("started_at", &r.started_at)?;
         let ended = validate::time("ended_at", &r.ended_at)?;
         if ended < started {
-            return Err(CasesError::invalid("ended_at", "must not be before started_at"));
+            return Err(CasesError::invalid(
+                "ended_at",
+                "must not be before started_at",
+            ));
         }
         let full = self.recordings_dir().join(&file_path);
         let size = tokio::fs::metadata(&full)
             .await
             .ok()
             .filter(|m| m.is_file())
-            .ok_or_else(|| CasesError::invalid("file_path", "no such file in the recordings folder"))?
+            .ok_or_else(|| {
+                CasesError::invalid("file_path", "no such file in the recordings folder")
+            })?
             .len() as i64;
         let now = self.now();
         let mut tx = self.inner.pool.begin().await?;
@@ -1567,7 +2318,17 @@ impl Store {
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        audit(&mut *tx, now, actor, "recording.register", "recording", &rec.id.to_string(), "ok", &sha).await?;
+        audit(
+            &mut *tx,
+            now,
+            actor,
+            "recording.register",
+            "recording",
+            &rec.id.to_string(),
+            "ok",
+            &sha,
+        )
+        .await?;
         tx.commit().await?;
         Ok(rec)
     }
@@ -1582,7 +2343,10 @@ impl Store {
     /// # Errors
     /// [`CasesError::Database`].
     pub async fn get_recording(&self, id: i64) -> Result<Option<Recording>, CasesError> {
-        Ok(sqlx::query_as("SELECT * FROM recordings WHERE id = $1").bind(id).fetch_optional(&self.inner.pool).await?)
+        Ok(sqlx::query_as("SELECT * FROM recordings WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.inner.pool)
+            .await?)
     }
 
     // ------------------------------------------------------------- deadlines
@@ -1592,11 +2356,18 @@ impl Store {
     ///
     /// # Errors
     /// [`CasesError::Database`].
-    pub async fn pending_deadlines(&self, scope: Scope, overdue_only: bool) -> Result<Vec<Deadline>, CasesError> {
+    pub async fn pending_deadlines(
+        &self,
+        scope: Scope,
+        overdue_only: bool,
+    ) -> Result<Vec<Deadline>, CasesError> {
         let pool = &self.inner.pool;
-        let rows: Vec<DisputeRow> = sqlx::query_as(&format!("SELECT d.* FROM disputes d WHERE d.status NOT IN {CLOSED} AND {}", scope.sql()))
-            .fetch_all(pool)
-            .await?;
+        let rows: Vec<DisputeRow> = sqlx::query_as(&format!(
+            "SELECT d.* FROM disputes d WHERE d.status NOT IN {CLOSED} AND {}",
+            scope.sql()
+        ))
+        .fetch_all(pool)
+        .await?;
         let notices: Vec<NoticeRow> = sqlx::query_as(&format!(
             "SELECT n.dispute_id, n.notified_at, n.responded_at, n.response FROM triage_notices n JOIN disputes d ON d.id = n.dispute_id \
              WHERE d.status NOT IN {CLOSED} AND {} ORDER BY n.id",
@@ -1604,7 +2375,12 @@ impl Store {
         ))
         .fetch_all(pool)
         .await?;
-        let kinds: std::collections::HashMap<i64, String> = self.list_orgs().await?.into_iter().map(|o| (o.id, o.kind)).collect();
+        let kinds: std::collections::HashMap<i64, String> = self
+            .list_orgs()
+            .await?
+            .into_iter()
+            .map(|o| (o.id, o.kind))
+            .collect();
         let mut latest = std::collections::HashMap::new();
         for n in &notices {
             latest.insert(n.dispute_id, n);
@@ -1613,7 +2389,11 @@ impl Store {
         let mut out: Vec<Deadline> = rows
             .iter()
             .flat_map(|d| {
-                let f = facts(d, d.org_id.and_then(|o| kinds.get(&o).cloned()), latest.get(&d.id).copied());
+                let f = facts(
+                    d,
+                    d.org_id.and_then(|o| kinds.get(&o).cloned()),
+                    latest.get(&d.id).copied(),
+                );
                 deadlines::compute(self.calendar(), &self.inner.cfg.deadlines, &f, now)
             })
             .filter(|x| match x.state {
@@ -1633,19 +2413,29 @@ impl Store {
     ///
     /// # Errors
     /// 422 (`to`) when `to` is before `from`; 404 for an unknown organisation.
-    pub async fn kpi_report(&self, from: NaiveDate, to: NaiveDate, org: Option<i64>) -> Result<KpiReport, CasesError> {
+    pub async fn kpi_report(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        org: Option<i64>,
+    ) -> Result<KpiReport, CasesError> {
         if to < from {
             return Err(CasesError::invalid("to", "must not be before from"));
         }
         if let Some(o) = org {
-            self.get_org(o).await?.ok_or_else(|| not_found("organisation"))?;
+            self.get_org(o)
+                .await?
+                .ok_or_else(|| not_found("organisation"))?;
         }
         let pool = &self.inner.pool;
         let cal = self.calendar();
         let start = cal.start_of_day(from);
         let end = cal.start_of_day(to + chrono::Duration::days(1));
         let orgs_online: Vec<i64> =
-            sqlx::query_scalar("SELECT online FROM organisations WHERE ($1 IS NULL OR id = $1)").bind(org).fetch_all(pool).await?;
+            sqlx::query_scalar("SELECT online FROM organisations WHERE ($1 IS NULL OR id = $1)")
+                .bind(org)
+                .fetch_all(pool)
+                .await?;
         let notices: Vec<(i64, i64, Option<i64>, Option<String>)> = sqlx::query_as(
             "SELECT notified_at, due_at, responded_at, response FROM triage_notices WHERE ($1 IS NULL OR org_id = $1)",
         )
@@ -1661,7 +2451,13 @@ impl Store {
         let lim = &self.inner.cfg.deadlines;
         let mediations = med
             .into_iter()
-            .map(|(acc, ext, concluded, outcome)| (deadlines::mediation_due(cal, lim, acc, ext), concluded, outcome))
+            .map(|(acc, ext, concluded, outcome)| {
+                (
+                    deadlines::mediation_due(cal, lim, acc, ext),
+                    concluded,
+                    outcome,
+                )
+            })
             .collect();
         let online_registered: Vec<i64> = sqlx::query_scalar(
             "SELECT d.registered_at FROM disputes d WHERE ($1 IS NULL OR d.org_id = $1) \
@@ -1701,13 +2497,19 @@ impl Store {
     ///
     /// # Errors
     /// 422 naming the field.
-    pub async fn add_training(&self, actor: &Actor, t: &NewTraining) -> Result<Training, CasesError> {
+    pub async fn add_training(
+        &self,
+        actor: &Actor,
+        t: &NewTraining,
+    ) -> Result<Training, CasesError> {
         let held = validate::date("held_on", &t.held_on)?;
         let topic = validate::text("topic", &t.topic, 1, 200, false)?;
         let organiser = validate::text("organiser", &t.organiser, 1, 200, false)?;
         let attendance = validate::range("attendance", t.attendance, 0, 100_000)?;
         if let Some(o) = t.org_id {
-            self.get_org(o).await?.ok_or_else(|| CasesError::invalid("org_id", "no such organisation"))?;
+            self.get_org(o)
+                .await?
+                .ok_or_else(|| CasesError::invalid("org_id", "no such organisation"))?;
         }
         let now = self.now();
         let mut tx = self.inner.pool.begin().await?;
@@ -1723,7 +2525,17 @@ impl Store {
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        audit(&mut *tx, now, actor, "training.create", "training", &tr.id.to_string(), "ok", &topic).await?;
+        audit(
+            &mut *tx,
+            now,
+            actor,
+            "training.create",
+            "training",
+            &tr.id.to_string(),
+            "ok",
+            &topic,
+        )
+        .await?;
         tx.commit().await?;
         Ok(tr)
     }
@@ -1732,15 +2544,29 @@ impl Store {
     ///
     /// # Errors
     /// [`CasesError::Database`].
-    pub async fn list_trainings(&self, org: Option<i64>, page: i64, per_page: i64) -> Result<Page<Training>, CasesError> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM trainings WHERE ($1 IS NULL OR org_id = $1)").bind(org).fetch_one(&self.inner.pool).await?;
+    pub async fn list_trainings(
+        &self,
+        org: Option<i64>,
+        page: i64,
+        per_page: i64,
+    ) -> Result<Page<Training>, CasesError> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM trainings WHERE ($1 IS NULL OR org_id = $1)")
+                .bind(org)
+                .fetch_one(&self.inner.pool)
+                .await?;
         let items = sqlx::query_as("SELECT * FROM trainings WHERE ($1 IS NULL OR org_id = $1) ORDER BY held_on DESC, id DESC LIMIT $2 OFFSET $3")
             .bind(org)
             .bind(per_page)
             .bind((page - 1) * per_page)
             .fetch_all(&self.inner.pool)
             .await?;
-        Ok(Page { items, page, per_page, total })
+        Ok(Page {
+            items,
+            page,
+            per_page,
+            total,
+        })
     }
 
     // ----------------------------------------------------------------- audit
@@ -1749,15 +2575,29 @@ impl Store {
     ///
     /// # Errors
     /// [`CasesError::Database`].
-    pub async fn list_audit(&self, action: Option<&str>, page: i64, per_page: i64) -> Result<Page<AuditEntry>, CasesError> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE ($1 IS NULL OR action = $1)").bind(action).fetch_one(&self.inner.pool).await?;
+    pub async fn list_audit(
+        &self,
+        action: Option<&str>,
+        page: i64,
+        per_page: i64,
+    ) -> Result<Page<AuditEntry>, CasesError> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE ($1 IS NULL OR action = $1)")
+                .bind(action)
+                .fetch_one(&self.inner.pool)
+                .await?;
         let items = sqlx::query_as("SELECT * FROM audit_log WHERE ($1 IS NULL OR action = $1) ORDER BY id DESC LIMIT $2 OFFSET $3")
             .bind(action)
             .bind(per_page)
             .bind((page - 1) * per_page)
             .fetch_all(&self.inner.pool)
             .await?;
-        Ok(Page { items, page, per_page, total })
+        Ok(Page {
+            items,
+            page,
+            per_page,
+            total,
+        })
     }
 }
 
@@ -1768,7 +2608,9 @@ fn facts(d: &DisputeRow, org_kind: Option<String>, notice: Option<&NoticeRow>) -
         status: d.status.clone(),
         org_kind,
         notice: notice.map(|n| {
-            let answered = n.responded_at.filter(|_| matches!(n.response.as_deref(), Some("accepted" | "rerouted")));
+            let answered = n
+                .responded_at
+                .filter(|_| matches!(n.response.as_deref(), Some("accepted" | "rerouted")));
             (n.notified_at, answered)
         }),
         accepted_at: d.accepted_at,
@@ -1793,7 +2635,8 @@ async fn update_dispute(
     now: i64,
     sets: Vec<(&str, Val)>,
 ) -> Result<(), CasesError> {
-    let mut sql = String::from("UPDATE disputes SET status = $1, version = version + 1, updated_at = $2");
+    let mut sql =
+        String::from("UPDATE disputes SET status = $1, version = version + 1, updated_at = $2");
     for (i, (col, _)) in sets.iter().enumerate() {
         sql.push_str(&format!(", {col} = ${}", i + 3));
     }
@@ -1809,7 +2652,10 @@ async fn update_dispute(
     let res = q.bind(d.id).bind(d.version).execute(&mut **tx).await?;
     if res.rows_affected() == 0 {
         let now_status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM disputes WHERE id = $1").bind(d.id).fetch_optional(&mut **tx).await?;
+            sqlx::query_scalar("SELECT status FROM disputes WHERE id = $1")
+                .bind(d.id)
+                .fetch_optional(&mut **tx)
+                .await?;
         return Err(CasesError::IllegalTransition(format!(
             "the dispute was changed by someone else meanwhile; it is now {}",
             now_status.unwrap_or_else(|| "gone".into())
@@ -1875,9 +2721,15 @@ mod tests {
 
     #[test]
     fn case_numbers() {
-        assert_eq!(format_case_number("({year}){district}调字第{seq:05}号", 2026, 42, "枫"), "(2026)枫调字第00042号");
+        assert_eq!(
+            format_case_number("({year}){district}调字第{seq:05}号", 2026, 42, "枫"),
+            "(2026)枫调字第00042号"
+        );
         assert_eq!(format_case_number("{year}-{seq}", 2025, 7, "x"), "2025-7");
-        assert_eq!(format_case_number("{bogus}-{seq:3}", 2025, 7, "x"), "{bogus}-007");
+        assert_eq!(
+            format_case_number("{bogus}-{seq:3}", 2025, 7, "x"),
+            "{bogus}-007"
+        );
     }
 
     #[test]

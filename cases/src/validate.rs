@@ -8,24 +8,45 @@ use chrono::NaiveDate;
 ///
 /// # Errors
 /// [`CasesError::Validation`] naming `field`.
-pub fn text(field: &str, value: &str, min: usize, max: usize, multiline: bool) -> Result<String, CasesError> {
+pub fn text(
+    field: &str,
+    value: &str,
+    min: usize,
+    max: usize,
+    multiline: bool,
+) -> Result<String, CasesError> {
     let v = value.trim();
     if v.contains('\0') {
-        return Err(CasesError::invalid(field, "must not contain NUL characters"));
+        return Err(CasesError::invalid(
+            field,
+            "must not contain NUL characters",
+        ));
     }
-    if v.chars().any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t'))) {
-        return Err(CasesError::invalid(field, "must not contain control characters"));
+    if v.chars()
+        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
+    {
+        return Err(CasesError::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     // Count characters only up to the limit, so a 10 MB string is not walked twice.
     let n = v.chars().take(max + 1).count();
     if n < min {
         return Err(CasesError::invalid(
             field,
-            if min == 1 { "must not be empty".to_owned() } else { format!("must have at least {min} characters") },
+            if min == 1 {
+                "must not be empty".to_owned()
+            } else {
+                format!("must have at least {min} characters")
+            },
         ));
     }
     if n > max {
-        return Err(CasesError::invalid(field, format!("must have at most {max} characters")));
+        return Err(CasesError::invalid(
+            field,
+            format!("must have at most {max} characters"),
+        ));
     }
     Ok(v.to_owned())
 }
@@ -34,7 +55,11 @@ pub fn text(field: &str, value: &str, min: usize, max: usize, multiline: bool) -
 ///
 /// # Errors
 /// [`CasesError::Validation`] naming `field`.
-pub fn opt_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, CasesError> {
+pub fn opt_text(
+    field: &str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, CasesError> {
     match value.map(str::trim) {
         None | Some("") => Ok(None),
         Some(v) => text(field, v, 1, max, false).map(Some),
@@ -49,7 +74,10 @@ pub fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<String, Case
     if allowed.contains(&value) {
         Ok(value.to_owned())
     } else {
-        Err(CasesError::invalid(field, format!("must be one of: {}", allowed.join(", "))))
+        Err(CasesError::invalid(
+            field,
+            format!("must be one of: {}", allowed.join(", ")),
+        ))
     }
 }
 
@@ -69,7 +97,12 @@ pub fn date(field: &str, value: &str) -> Result<NaiveDate, CasesError> {
 pub fn time(field: &str, value: &str) -> Result<i64, CasesError> {
     chrono::DateTime::parse_from_rfc3339(value.trim())
         .map(|t| t.timestamp())
-        .map_err(|_| CasesError::invalid(field, "must be an RFC 3339 time such as 2026-05-01T09:30:00+08:00"))
+        .map_err(|_| {
+            CasesError::invalid(
+                field,
+                "must be an RFC 3339 time such as 2026-05-01T09:30:00+08:00",
+            )
+        })
 }
 
 /// Checks an integer range.
@@ -78,7 +111,10 @@ pub fn time(field: &str, value: &str) -> Result<i64, CasesError> {
 /// [`CasesError::Validation`] naming `field`.
 pub fn range(field: &str, value: i64, min: i64, max: i64) -> Result<i64, CasesError> {
     if value < min || value > max {
-        Err(CasesError::invalid(field, format!("must be between {min} and {max}")))
+        Err(CasesError::invalid(
+            field,
+            format!("must be between {min} and {max}"),
+        ))
     } else {
         Ok(value)
     }
@@ -93,7 +129,10 @@ pub fn sha256_hex(field: &str, value: &str) -> Result<String, CasesError> {
     if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(v)
     } else {
-        Err(CasesError::invalid(field, "must be a SHA-256 value: 64 hex digits"))
+        Err(CasesError::invalid(
+            field,
+            "must be a SHA-256 value: 64 hex digits",
+        ))
     }
 }
 
@@ -104,9 +143,17 @@ pub fn sha256_hex(field: &str, value: &str) -> Result<String, CasesError> {
 pub fn relative_path(field: &str, value: &str) -> Result<String, CasesError> {
     let v = text(field, value, 1, 1024, false)?;
     let p = std::path::Path::new(&v);
-    let ok = p.components().all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+    let ok = p.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    });
     if !ok || p.is_absolute() {
-        return Err(CasesError::invalid(field, "must be a relative path inside the recordings folder"));
+        return Err(CasesError::invalid(
+            field,
+            "must be a relative path inside the recordings folder",
+        ));
     }
     Ok(v)
 }
@@ -144,6 +191,9 @@ mod tests {
         assert!(relative_path("p", "/etc/passwd").is_err());
         assert!(sha256_hex("h", &"A".repeat(64)).is_ok());
         assert!(sha256_hex("h", "abc").is_err());
-        assert_eq!(sha256(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

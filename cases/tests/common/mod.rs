@@ -60,7 +60,9 @@ async fn postgres_url() -> Option<String> {
         Ok(u) if !u.is_empty() => u,
         _ => {
             if std::env::var_os("CI").is_some() {
-                panic!("CI is set but FENGQIAO_TEST_POSTGRES_URL is not: run scripts/test-cases.sh");
+                panic!(
+                    "CI is set but FENGQIAO_TEST_POSTGRES_URL is not: run scripts/test-cases.sh"
+                );
             }
             eprintln!("skipped: no PostgreSQL (set FENGQIAO_TEST_POSTGRES_URL or run scripts/test-cases.sh)");
             return None;
@@ -68,14 +70,22 @@ async fn postgres_url() -> Option<String> {
     };
     use sqlx::Connection;
     let name = format!("fq_test_{}", fengqiao_signaling::invite::random_id());
-    let mut conn = sqlx::postgres::PgConnection::connect(&base).await.expect("connect to FENGQIAO_TEST_POSTGRES_URL");
-    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
+    let mut conn = sqlx::postgres::PgConnection::connect(&base)
+        .await
+        .expect("connect to FENGQIAO_TEST_POSTGRES_URL");
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create test database");
     conn.close().await.ok();
     let (head, _) = base.split_once('?').unwrap_or((&base, ""));
     let cut = head.rfind('/').expect("URL with a database path");
     // Keep the authority; replace the database name.
     let prefix = &head[..cut];
-    let prefix = if prefix.ends_with('/') { head.to_owned() + &name } else { format!("{prefix}/{name}") };
+    let prefix = if prefix.ends_with('/') {
+        head.to_owned() + &name
+    } else {
+        format!("{prefix}/{name}")
+    };
     Some(prefix)
 }
 
@@ -94,15 +104,31 @@ pub async fn env_with(db: Db, start: i64, tweak: impl FnOnce(&mut CasesConfig)) 
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = base_config(dir.path());
     cfg.database_url = match db {
-        Db::Sqlite => Some(format!("sqlite://{}", dir.path().join("cases.db").display())),
+        Db::Sqlite => Some(format!(
+            "sqlite://{}",
+            dir.path().join("cases.db").display()
+        )),
         Db::Postgres => Some(postgres_url().await?),
     };
     tweak(&mut cfg);
     let clock = Clock::manual(start);
     let store = Store::connect(&cfg, clock.clone()).await.expect("connect");
-    assert_eq!(store.backend(), if db == Db::Sqlite { Backend::Sqlite } else { Backend::Postgres });
+    assert_eq!(
+        store.backend(),
+        if db == Db::Sqlite {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    );
     let app = router(CasesState::new(store.clone()));
-    Some(Env { store, app, clock, dir, db })
+    Some(Env {
+        store,
+        app,
+        clock,
+        dir,
+        db,
+    })
 }
 
 pub async fn env(db: Db) -> Option<Env> {
@@ -129,8 +155,17 @@ impl Resp {
 }
 
 impl Env {
-    pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Vec<u8>, headers: &[(&str, &str)]) -> Resp {
-        let mut req = Request::builder().method(Method::from_bytes(method.as_bytes()).unwrap()).uri(path);
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(path);
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
@@ -140,15 +175,38 @@ impl Env {
         if !body.is_empty() {
             req = req.header("content-type", "application/json");
         }
-        let resp = self.app.clone().oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
+        let resp = self
+            .app
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
-        Resp { status, headers, body }
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
-        let b = body.map(|v| serde_json::to_vec(&v).unwrap()).unwrap_or_default();
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let b = body
+            .map(|v| serde_json::to_vec(&v).unwrap())
+            .unwrap_or_default();
         self.raw(method, path, token, b, &[]).await
     }
 
@@ -162,15 +220,42 @@ impl Env {
 
     /// Logs in through the API and returns the cookie's token.
     pub async fn login(&self, user: &str, pw: &str) -> String {
-        let r = self.call("POST", "/api/auth/login", None, Some(json!({"username": user, "password": pw}))).await;
-        assert_eq!(r.status, StatusCode::OK, "login {user}: {}", String::from_utf8_lossy(&r.body));
-        let c = r.headers.get("set-cookie").expect("cookie").to_str().unwrap().to_owned();
-        let tok = c.split(';').next().unwrap().strip_prefix("fq_session=").unwrap().to_owned();
+        let r = self
+            .call(
+                "POST",
+                "/api/auth/login",
+                None,
+                Some(json!({"username": user, "password": pw})),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "login {user}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let c = r
+            .headers
+            .get("set-cookie")
+            .expect("cookie")
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let tok = c
+            .split(';')
+            .next()
+            .unwrap()
+            .strip_prefix("fq_session=")
+            .unwrap()
+            .to_owned();
         tok
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(self.store.pool()).await.unwrap()
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap()
     }
 
     pub async fn audit_count(&self, action: &str, outcome: &str) -> i64 {
@@ -215,9 +300,18 @@ pub async fn seed(env: &Env) -> District {
         street: None,
         online,
     };
-    let a = s.create_org(&sys, &mk("A 调委会", "peoples_committee", true)).await.unwrap();
-    let b = s.create_org(&sys, &mk("B 法院调解", "court", true)).await.unwrap();
-    let c = s.create_org(&sys, &mk("C 行业调解", "industry", false)).await.unwrap();
+    let a = s
+        .create_org(&sys, &mk("A 调委会", "peoples_committee", true))
+        .await
+        .unwrap();
+    let b = s
+        .create_org(&sys, &mk("B 法院调解", "court", true))
+        .await
+        .unwrap();
+    let c = s
+        .create_org(&sys, &mk("C 行业调解", "industry", false))
+        .await
+        .unwrap();
     let mut med = std::collections::HashMap::new();
     for (u, role, org) in [
         ("admin", StaffRole::Admin, None),
@@ -230,13 +324,25 @@ pub async fn seed(env: &Env) -> District {
         ("judge", StaffRole::Judge, None),
         ("clerk", StaffRole::Clerk, None),
     ] {
-        let user = create_user(s, u, &format!("{u} 姓名"), role, org, PW).await.unwrap();
+        let user = create_user(s, u, &format!("{u} 姓名"), role, org, PW)
+            .await
+            .unwrap();
         if let Some(m) = user.mediator_id {
             med.insert(u, m);
         }
     }
     // Log in through the API (exercises the cookie path); logins run in parallel.
-    let names = ["admin", "triage", "orgadmin_a", "orgadmin_a2", "orgadmin_b", "mediator_a", "mediator_b", "judge", "clerk"];
+    let names = [
+        "admin",
+        "triage",
+        "orgadmin_a",
+        "orgadmin_a2",
+        "orgadmin_b",
+        "mediator_a",
+        "mediator_b",
+        "judge",
+        "clerk",
+    ];
     let toks = futures_util::future::join_all(names.iter().map(|n| env.login(n, PW))).await;
     let t = |i: usize| toks[i].clone();
     District {
@@ -273,23 +379,53 @@ pub fn new_dispute(desc: &str) -> Value {
 impl Env {
     /// Registers a dispute through the API (as triage) and returns its id.
     pub async fn register(&self, d: &District, desc: &str) -> i64 {
-        let r = self.post("/api/disputes", &d.triage, new_dispute(desc)).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
+        let r = self
+            .post("/api/disputes", &d.triage, new_dispute(desc))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
         r.json()["dispute"]["id"].as_i64().unwrap()
     }
 
     /// Registers, triages to A, accepts with mediator A and starts: `in_mediation`.
     pub async fn in_mediation(&self, d: &District, desc: &str) -> i64 {
         let id = self.register(d, desc).await;
-        self.ok(self.post(&format!("/api/disputes/{id}/triage"), &d.triage, json!({"org_id": d.org_a})).await);
-        self.ok(self.post(&format!("/api/disputes/{id}/accept"), &d.orgadmin_a, json!({"mediator_id": d.med_a})).await);
-        self.ok(self.post(&format!("/api/disputes/{id}/start"), &d.mediator_a, json!({})).await);
+        self.ok(self
+            .post(
+                &format!("/api/disputes/{id}/triage"),
+                &d.triage,
+                json!({"org_id": d.org_a}),
+            )
+            .await);
+        self.ok(self
+            .post(
+                &format!("/api/disputes/{id}/accept"),
+                &d.orgadmin_a,
+                json!({"mediator_id": d.med_a}),
+            )
+            .await);
+        self.ok(self
+            .post(
+                &format!("/api/disputes/{id}/start"),
+                &d.mediator_a,
+                json!({}),
+            )
+            .await);
         id
     }
 
     #[track_caller]
     pub fn ok(&self, r: Resp) -> Value {
-        assert!(r.status.is_success(), "{}: {}", r.status, String::from_utf8_lossy(&r.body));
+        assert!(
+            r.status.is_success(),
+            "{}: {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
         r.json()
     }
 }
