@@ -11,5 +11,18 @@ export CARGO_TERM_COLOR=never PATH="$HOME/.cargo/bin:$PATH"
 echo "test: building (dev profile, all tests)"
 cargo build --workspace --tests --locked
 echo "test: running"
-scripts/with-postgres.sh cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# No doc-tests: every crate's examples are tests of their own.
+set +e
+scripts/with-postgres.sh cargo test --workspace --locked --lib --bins --tests 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '^test result: .* ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+# The browser suite runs without libtest and prints its own "N passed, N failed".
+bp=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | awk '{p+=$1; f+=$3} END {print p+0, f+0}')
+passed=$((passed + ${bp% *})); failed=$((failed + ${bp#* }))
 echo "test: make test took $(( $(date +%s) - start )) s"
+echo "$passed passed, $failed failed"
+exit "$rc"

@@ -4,6 +4,8 @@
 use anyhow::Context as _;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use chrono::NaiveDate;
+use fengqiao_cases::{CasesConfig, DeadlineConfig};
 use fengqiao_sfu::MediaConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -54,6 +56,66 @@ impl Default for LogConfig {
     }
 }
 
+/// `[database]`: where the case service keeps its data.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/file.db` or `postgres://user:pass@host/db`. Unset (or empty):
+    /// the SQLite file `<data_dir>/fengqiao.db` in WAL mode.
+    pub url: Option<String>,
+}
+
+/// `[cases]`: the case service (see `docs/cases.md`). `data_dir`, `server.public_url`
+/// and `database.url` are passed through to it; they are not repeated here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CasesSection {
+    /// Case-number format: `{year}`, `{seq}` or `{seq:N}` (zero-padded), `{district}`.
+    pub case_number_format: String,
+    /// The district code used by `{district}`. Default `枫`.
+    pub district_code: String,
+    /// Local time's offset from UTC in hours, -12..=14. Default 8.
+    pub utc_offset_hours: i32,
+    /// `[cases.deadlines]`: the limits of the deadline table.
+    pub deadlines: DeadlineConfig,
+    /// Public holidays, `["YYYY-MM-DD", ...]`.
+    pub holidays: Vec<NaiveDate>,
+    /// Weekend days that are working days (调休), `["YYYY-MM-DD", ...]`.
+    pub extra_working_days: Vec<NaiveDate>,
+    /// KPI 4 input: disputes screened in the district last year. Default 0.
+    pub last_year_screened: u64,
+    /// Lifetime of a staff login, hours (at least 1). Default 12.
+    pub login_ttl_hours: u64,
+    /// Mark login cookies `Secure`. Unset: true when `server.public_url` is https.
+    pub secure_cookies: Option<bool>,
+    /// Invite links stay valid this many hours after a session's scheduled end. Default 24.
+    pub invite_grace_hours: u64,
+    /// Largest database connection pool (at least 1). Default 8.
+    pub max_connections: u32,
+    /// Seconds between rounds of deadline warnings and outbox delivery (at least 1). Default 60.
+    pub outbox_interval_secs: u64,
+}
+
+impl Default for CasesSection {
+    fn default() -> Self {
+        let c = CasesConfig::default();
+        Self {
+            case_number_format: c.case_number_format,
+            district_code: c.district_code,
+            utc_offset_hours: c.utc_offset_hours,
+            deadlines: c.deadlines,
+            holidays: c.holidays,
+            extra_working_days: c.extra_working_days,
+            last_year_screened: c.last_year_screened,
+            login_ttl_hours: c.login_ttl_hours,
+            secure_cookies: None,
+            invite_grace_hours: c.invite_grace_hours,
+            max_connections: c.max_connections,
+            outbox_interval_secs: 60,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -66,6 +128,11 @@ pub struct Config {
     pub media: MediaConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[database]`.
+    pub database: DatabaseConfig,
+    /// `[cases]` (not serialised: figment takes its defaults from `Default`).
+    #[serde(skip_serializing)]
+    pub cases: CasesSection,
 }
 
 impl Config {
@@ -83,7 +150,8 @@ impl Config {
             anyhow::ensure!(p.exists(), "config file {} does not exist", p.display());
             fig = fig.merge(Toml::file(p));
         }
-        fig = fig.merge(Env::prefixed("FENGQIAO_").split("__").map(|k| {
+        // FENGQIAO_TEST_* belong to the test suites (e.g. FENGQIAO_TEST_POSTGRES_URL), not to the config.
+        fig = fig.merge(Env::prefixed("FENGQIAO_").filter(|k| !k.as_str().to_ascii_lowercase().starts_with("test_")).split("__").map(|k| {
             // FENGQIAO_DATA_DIR → data_dir; FENGQIAO_MEDIA__UDP_PORT → media.udp_port
             k.as_str().to_ascii_lowercase().into()
         }));
@@ -108,7 +176,72 @@ impl Config {
             "config key `server.public_url`: must start with http:// or https:// and not end with /, got {u:?}"
         );
         anyhow::ensure!(self.media.max_participants >= 1, "config key `media.max_participants`: must be at least 1");
+        if let Some(url) = self.database.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            anyhow::ensure!(
+                fengqiao_cases::Backend::from_url(url).is_ok() && !url.ends_with(':') && !url.ends_with("://"),
+                "config key `database.url`: must be sqlite://<file> or postgres://user:pass@host/db, got {:?}",
+                fengqiao_cases::db::redact(url)
+            );
+        }
+        let c = &self.cases;
+        anyhow::ensure!(
+            c.case_number_format.contains("{seq}") || c.case_number_format.contains("{seq:"),
+            "config key `cases.case_number_format`: must contain {{seq}} or {{seq:N}}, got {:?}",
+            c.case_number_format
+        );
+        if let Some(i) = c.case_number_format.find("{seq:") {
+            let rest = &c.case_number_format[i + 5..];
+            let w = rest.split('}').next().unwrap_or("");
+            anyhow::ensure!(
+                rest.contains('}') && w.parse::<u8>().is_ok_and(|w| (1..=20).contains(&w)),
+                "config key `cases.case_number_format`: {{seq:N}} needs a width N of 1 to 20"
+            );
+        }
+        anyhow::ensure!(
+            (-12..=14).contains(&c.utc_offset_hours),
+            "config key `cases.utc_offset_hours`: must be between -12 and 14, got {}",
+            c.utc_offset_hours
+        );
+        anyhow::ensure!(c.login_ttl_hours >= 1, "config key `cases.login_ttl_hours`: must be at least 1");
+        anyhow::ensure!(c.max_connections >= 1, "config key `cases.max_connections`: must be at least 1");
+        anyhow::ensure!(c.outbox_interval_secs >= 1, "config key `cases.outbox_interval_secs`: must be at least 1");
+        let d = &c.deadlines;
+        for (k, v) in [
+            ("triage_response_hours", d.triage_response_hours),
+            ("mediation_days", d.mediation_days),
+            ("court_appoint_working_days", d.court_appoint_working_days),
+            ("mediator_accept_working_days", d.mediator_accept_working_days),
+            ("confirmation_apply_days", d.confirmation_apply_days),
+            ("court_accept_days", d.court_accept_days),
+            ("ruling_days", d.ruling_days),
+            ("ruling_extension_days", d.ruling_extension_days),
+            ("warn_before_hours", d.warn_before_hours),
+        ] {
+            anyhow::ensure!(v >= 0, "config key `cases.deadlines.{k}`: must not be negative, got {v}");
+        }
         Ok(())
+    }
+
+    /// The case service's settings: `[cases]` plus `data_dir`, `database.url` and
+    /// `public_url` (the server's public base URL in force).
+    pub fn cases_config(&self, public_url: &str) -> CasesConfig {
+        let c = &self.cases;
+        CasesConfig {
+            database_url: self.database.url.clone().filter(|u| !u.trim().is_empty()),
+            data_dir: self.data_dir.clone(),
+            public_url: public_url.to_owned(),
+            case_number_format: c.case_number_format.clone(),
+            district_code: c.district_code.clone(),
+            utc_offset_hours: c.utc_offset_hours,
+            deadlines: c.deadlines.clone(),
+            holidays: c.holidays.clone(),
+            extra_working_days: c.extra_working_days.clone(),
+            last_year_screened: c.last_year_screened,
+            login_ttl_hours: c.login_ttl_hours,
+            secure_cookies: c.secure_cookies.unwrap_or_else(|| public_url.starts_with("https://")),
+            invite_grace_hours: c.invite_grace_hours,
+            max_connections: c.max_connections,
+        }
     }
 
     /// `data_dir/keys`.

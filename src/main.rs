@@ -4,7 +4,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use fengqiao::config::{Config, LogFormat};
 use fengqiao::server;
+use fengqiao_cases::{CasesError, DemoLogin, StaffRole, Store};
 use fengqiao_signaling::invite::{InviteKey, Role};
+use std::io::Read as _;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -21,9 +23,28 @@ enum Cmd {
         /// TOML config file (keys in docs/interfaces.md); FENGQIAO_* variables override it.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Print a mediator and an applicant invite URL for room `demo` once started.
+        /// Print a mediator and an applicant invite URL for room `demo` once started,
+        /// and on first start (no staff account yet) load the demo district and print
+        /// its logins.
         #[arg(long)]
         demo_invites: bool,
+    },
+    /// Database maintenance.
+    Db {
+        #[command(subcommand)]
+        cmd: DbCmd,
+    },
+    /// Staff accounts.
+    Admin {
+        #[command(subcommand)]
+        cmd: AdminCmd,
+    },
+    /// Load the demo district (organisations, roster, one login per role, disputes in
+    /// every state) and print its logins.
+    DemoData {
+        /// TOML config file; FENGQIAO_* variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Print a join URL for one participant.
     Invite {
@@ -57,6 +78,80 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum DbCmd {
+    /// Create the database if needed and run pending migrations.
+    Migrate {
+        /// TOML config file; FENGQIAO_* variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// Create a staff account. Without --password-stdin a random password is
+    /// generated and printed.
+    CreateUser {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// admin, triage, org_admin, mediator, judge or clerk.
+        #[arg(long, value_parser = parse_role)]
+        role: StaffRole,
+        /// Organisation id (required for org_admin and mediator).
+        #[arg(long)]
+        org: Option<i64>,
+        /// Read the password (at least 10 characters) from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        /// TOML config file; FENGQIAO_* variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn parse_role(s: &str) -> Result<StaffRole, String> {
+    StaffRole::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
+        let names: Vec<&str> = StaffRole::ALL.iter().map(|r| r.as_str()).collect();
+        format!("unknown role {s:?}; one of {}", names.join(", "))
+    })
+}
+
+/// A random password of 20 letters and digits.
+fn generate_password() -> String {
+    use rand::distr::{Alphanumeric, SampleString as _};
+    Alphanumeric.sample_string(&mut rand::rng(), 20)
+}
+
+/// A case-service error for the command line: the field of a validation error or a
+/// conflict is named.
+fn cases_err(e: CasesError) -> anyhow::Error {
+    match e {
+        CasesError::Conflict { message, field: Some(f) } => anyhow::anyhow!("conflict ({f}): {message}"),
+        e => anyhow::anyhow!("{e}"),
+    }
+}
+
+fn print_demo_logins(logins: &[DemoLogin]) {
+    println!("Demo logins (case service, passwords shown once):");
+    for l in logins {
+        println!("  {:<10} {:<16} {}", l.role.as_str(), l.username, l.password);
+    }
+}
+
+/// Loads the demo district when the store has no staff account yet and returns its
+/// logins; `None` when staff accounts exist.
+async fn demo_data_on_first_start(store: &Store) -> anyhow::Result<Option<Vec<DemoLogin>>> {
+    if !store.has_no_users().await.map_err(cases_err)? {
+        return Ok(None);
+    }
+    Ok(Some(fengqiao_cases::load_demo_data(store).await.map_err(cases_err)?))
+}
+
 fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -76,6 +171,13 @@ async fn main() -> anyhow::Result<()> {
             init_logging(&cfg);
             let running = server::start(cfg).await?;
             if demo_invites {
+                let logins = match demo_data_on_first_start(&running.cases).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        running.shutdown().await;
+                        return Err(e.context("loading the demo data"));
+                    }
+                };
                 let m = running.invite_url(&server::claims("demo", "mediator-1", "王调解员", Role::Mediator, 12 * 3600));
                 let a = running.invite_url(&server::claims("demo", "applicant-1", "张三", Role::Applicant, 12 * 3600));
                 let r = running.invite_url(&server::claims("demo", "respondent-1", "李四", Role::Respondent, 12 * 3600));
@@ -84,6 +186,11 @@ async fn main() -> anyhow::Result<()> {
                 println!("  mediator   (王调解员): {m}");
                 println!("  applicant  (张三):     {a}");
                 println!("  respondent (李四):     {r}\n");
+                match logins {
+                    Some(l) => print_demo_logins(&l),
+                    None => println!("Demo logins: staff accounts exist already (the demo logins were printed on first start)."),
+                }
+                println!("\nCase API: {0}/api (OpenAPI at {0}/api/openapi.json)\n", running.public_url);
             }
             let sfu = running.sfu.clone();
             let stop = async {
@@ -101,6 +208,53 @@ async fn main() -> anyhow::Result<()> {
                     running.shutdown().await;
                 }
             }
+            Ok(())
+        }
+        Cmd::Db { cmd: DbCmd::Migrate { config } } => {
+            let cfg = Config::load(config.as_deref())?;
+            init_logging(&cfg);
+            cfg.prepare_data_dir()?;
+            let cc = cfg.cases_config(&cfg.server.public_url);
+            fengqiao_cases::migrate(&cc).await.map_err(cases_err)?;
+            println!("database migrated: {}", fengqiao_cases::db::redact(&cc.effective_database_url()));
+            Ok(())
+        }
+        Cmd::Admin {
+            cmd: AdminCmd::CreateUser { username, name, role, org, password_stdin, config },
+        } => {
+            let cfg = Config::load(config.as_deref())?;
+            init_logging(&cfg);
+            let (password, generated) = if password_stdin {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s).context("reading the password from stdin")?;
+                let line = s.lines().next().unwrap_or("").trim_end_matches('\r').to_owned();
+                (line, false)
+            } else {
+                (generate_password(), true)
+            };
+            let store = server::connect_cases(&cfg, &cfg.server.public_url).await?;
+            let r = fengqiao_cases::create_user(&store, &username, &name, role, org, &password).await;
+            store.close().await;
+            let user = r.map_err(cases_err)?;
+            println!("created user {} (id {}, role {})", user.username, user.id, role.as_str());
+            if generated {
+                println!("password: {password}");
+            }
+            Ok(())
+        }
+        Cmd::DemoData { config } => {
+            let cfg = Config::load(config.as_deref())?;
+            init_logging(&cfg);
+            let store = server::connect_cases(&cfg, &cfg.server.public_url).await?;
+            let r = fengqiao_cases::load_demo_data(&store).await;
+            store.close().await;
+            let logins = r.map_err(|e| match e {
+                CasesError::Conflict { .. } => {
+                    cases_err(e).context("the demo data is loaded already (its organisations exist)")
+                }
+                e => cases_err(e).context("loading the demo data"),
+            })?;
+            print_demo_logins(&logins);
             Ok(())
         }
         Cmd::Invite { room, name, role, ttl, pid, case, session, admitted, config } => {

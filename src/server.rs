@@ -1,13 +1,18 @@
-//! Starting and stopping a whole server: HTTP (pages + signaling) and media.
+//! Starting and stopping a whole server: HTTP (pages, signaling, the case API) and
+//! media.
 
 use crate::config::Config;
 use anyhow::Context as _;
+use axum::response::IntoResponse as _;
 use axum::routing::get;
 use axum::Router;
+use fengqiao_cases::{CasesError, CasesState, LogSender, Store};
 use fengqiao_signaling::invite::{random_id, unix_now, InviteClaims, InviteKey, Role};
 use fengqiao_signaling::SignalingState;
 use fengqiao_sfu::Sfu;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tracing::info;
 
@@ -23,6 +28,9 @@ pub struct Running {
     pub key: InviteKey,
     /// The SFU handle (stats, shutdown).
     pub sfu: Sfu,
+    /// The case store (migrated; served under `/api`).
+    pub cases: Store,
+    outbox: tokio::task::JoinHandle<()>,
     stop: Option<oneshot::Sender<()>>,
     http: tokio::task::JoinHandle<()>,
     media: tokio::task::JoinHandle<()>,
@@ -34,14 +42,18 @@ impl Running {
         format!("{}/join/{}", self.public_url, self.key.mint(claims))
     }
 
-    /// Stops accepting connections, closes every Transport and waits for both tasks.
+    /// Stops accepting connections, closes every Transport, stops the outbox worker,
+    /// waits for the HTTP and media tasks and closes the case store.
     pub async fn shutdown(mut self) {
         self.sfu.shutdown().await;
+        self.outbox.abort();
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         let _ = self.media.await;
         let _ = self.http.await;
+        let _ = (&mut self.outbox).await;
+        self.cases.close().await;
     }
 
     /// Waits until the HTTP server ends (it ends on shutdown).
@@ -65,14 +77,37 @@ pub fn claims(room: &str, pid: &str, name: &str, role: Role, ttl_secs: u64) -> I
     }
 }
 
+/// Opens the case store of `cfg` (creating the data folder, running migrations).
+/// `public_url` is the base of invite links in force.
+///
+/// # Errors
+/// The data folder cannot be made, the database cannot be reached or migrated, or the
+/// invite key cannot be read.
+pub async fn connect_cases(cfg: &Config, public_url: &str) -> anyhow::Result<Store> {
+    cfg.prepare_data_dir()?;
+    let cc = cfg.cases_config(public_url);
+    fengqiao_cases::connect(&cc).await.with_context(|| {
+        format!("opening the case database {}", fengqiao_cases::db::redact(&cc.effective_database_url()))
+    })
+}
+
+/// `/api/...` paths no route knows get the case service's JSON 404; others a plain 404.
+async fn fallback(uri: axum::http::Uri) -> axum::response::Response {
+    if uri.path() == "/api" || uri.path().starts_with("/api/") {
+        CasesError::NotFound("endpoint".into()).into_response()
+    } else {
+        axum::http::StatusCode::NOT_FOUND.into_response()
+    }
+}
+
 /// Binds everything and starts serving.
 ///
 /// # Errors
-/// The data folder cannot be made, the key cannot be read, or a socket cannot be bound.
+/// The data folder cannot be made, the key cannot be read, the case database cannot be
+/// opened or migrated, or a socket cannot be bound.
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     cfg.prepare_data_dir()?;
     let key = InviteKey::load_or_create(&cfg.keys_dir())?;
-    let (sfu, media) = Sfu::start(cfg.media.clone()).await?;
     let listener = tokio::net::TcpListener::bind(cfg.server.http_addr)
         .await
         .with_context(|| format!("binding HTTP {}", cfg.server.http_addr))?;
@@ -81,13 +116,28 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     if cfg.server.http_addr.port() == 0 && public_url == crate::config::ServerConfig::default().public_url {
         public_url = format!("http://{http_addr}");
     }
+    let cases = connect_cases(&cfg, &public_url).await?;
+    let (sfu, media) = match Sfu::start(cfg.media.clone()).await {
+        Ok(x) => x,
+        Err(e) => {
+            cases.close().await;
+            return Err(e.into());
+        }
+    };
+    let outbox = fengqiao_cases::spawn_outbox_worker(
+        cases.clone(),
+        Arc::new(LogSender),
+        Duration::from_secs(cfg.cases.outbox_interval_secs.max(1)),
+    );
     let app = Router::new()
         .merge(fengqiao_web::router())
         .merge(fengqiao_signaling::router(SignalingState { sfu: sfu.clone(), key: key.clone() }))
-        .route("/healthz", get(|| async { "ok\n" }));
+        .merge(fengqiao_cases::router(CasesState::new(cases.clone())))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(fallback);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let http = tokio::spawn(async move {
-        let r = axum::serve(listener, app)
+        let r = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async {
                 let _ = stop_rx.await;
             })
@@ -97,13 +147,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         }
     });
     info!(http = %http_addr, media = %sfu.local_addr(), advertised = %sfu.advertised_addr(), %public_url,
-        data_dir = %cfg.data_dir.display(), "fengqiao listening");
+        data_dir = %cfg.data_dir.display(), database = ?cases.backend(), "fengqiao listening");
     Ok(Running {
         http_addr,
         media_addr: sfu.local_addr(),
         public_url,
         key,
         sfu,
+        cases,
+        outbox,
         stop: Some(stop_tx),
         http,
         media,

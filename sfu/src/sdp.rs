@@ -213,4 +213,118 @@ mod tests {
             assert!(*pt + 1 <= 127);
         }
     }
+
+    #[test]
+    fn high_profile_does_not_match_constrained_baseline() {
+        assert_eq!(h264_profile("640032"), Some(H264Profile::High));
+        let cb = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+        let high = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640032";
+        assert!(!h264_fmtp_compatible(high, cb));
+        assert!(!h264_fmtp_compatible(cb, high));
+        assert!(h264_fmtp_compatible(high, "packetization-mode=1;profile-level-id=64001f"));
+    }
+
+    // Offer/answer through the real `rtc` peer connection, read back with `rtc::sdp`.
+    // The fuller suite over every fixture is `sfu/tests/sdp.rs`.
+
+    use rtc::peer_connection::sdp::RTCSessionDescription;
+    use rtc::sdp::{MediaDescription, SessionDescription};
+
+    const GST_H264: &str = include_str!("../../tests/fixtures/sdp/gstreamer-webrtcbin-h264-offer.sdp");
+    const CHROME: &str = include_str!("../../tests/fixtures/sdp/chromium-sendrecv-offer.sdp");
+    const CHROME_SIMULCAST: &str = include_str!("../../tests/fixtures/sdp/chromium-simulcast-offer.sdp");
+    const UNSUPPORTED: &str =
+        include_str!("../../tests/fixtures/sdp/synthetic-chromium-unsupported-codecs-offer.sdp");
+
+    fn parse(text: &str) -> SessionDescription {
+        SessionDescription::unmarshal(&mut std::io::Cursor::new(text.as_bytes())).expect("SDP parses")
+    }
+
+    fn answer(offer: &str) -> SessionDescription {
+        let mut pc = peer_connection("unitufrag", "unitpasswordunitpassword").expect("pc");
+        pc.set_remote_description(Instant::now(), RTCSessionDescription::offer(offer.into()).expect("offer"))
+            .expect("set_remote_description");
+        let a = pc.create_answer(None).expect("create_answer");
+        pc.set_local_description(Instant::now(), a).expect("set_local_description");
+        parse(&pc.local_description().expect("answer").sdp)
+    }
+
+    fn attr<'a>(m: &'a MediaDescription, key: &str) -> Vec<&'a str> {
+        m.attributes.iter().filter(|a| a.key == key).map(|a| a.value.as_deref().unwrap_or("")).collect()
+    }
+
+    fn mids(sd: &SessionDescription) -> Vec<(String, String)> {
+        sd.media_descriptions
+            .iter()
+            .map(|m| (m.media_name.media.clone(), attr(m, "mid").concat()))
+            .collect()
+    }
+
+    /// Properties 1 and 3: every m-line answered in order; GStreamer's
+    /// `bundle-only` port-0 audio is accepted on the bundle, with OPUS and H.264 42c015.
+    #[test]
+    fn gstreamer_offer_is_answered_in_order_with_bundle_only_accepted() {
+        let a = answer(GST_H264);
+        assert_eq!(mids(&a), mids(&parse(GST_H264)));
+        let bundle = a.attributes.iter().find(|x| x.key == "group").and_then(|x| x.value.as_deref());
+        assert_eq!(bundle, Some("BUNDLE video0 audio1"));
+        assert!(a.media_descriptions.iter().all(|m| m.media_name.port.value != 0));
+        let video = a.media_descriptions[0].codecs();
+        let profile = video.get(&102).and_then(|c| h264_profile(fmtp_param(&c.fmtp, "profile-level-id")?));
+        assert_eq!(profile, Some(H264Profile::ConstrainedBaseline));
+    }
+
+    /// Property 2: a section with no codec we forward is rejected with port 0 and keeps `c=`.
+    #[test]
+    fn rejected_sections_keep_a_c_line() {
+        let a = answer(UNSUPPORTED);
+        assert_eq!(mids(&a), mids(&parse(UNSUPPORTED)));
+        for m in &a.media_descriptions[..2] {
+            assert_eq!(m.media_name.port.value, 0);
+            assert!(m.connection_information.is_some());
+        }
+    }
+
+    /// Property 5: the whole codec table, as the server offers it, stays within 7 bits
+    /// and out of the RTCP-reserved 64–95 (RFC 5761 §4).
+    #[test]
+    fn server_offer_payload_types_fit_seven_bits() {
+        use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+        let mut pc = peer_connection("unitufrag", "unitpasswordunitpassword").expect("pc");
+        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+            let direction = RTCRtpTransceiverDirection::Recvonly;
+            let init = RTCRtpTransceiverInit { direction, ..Default::default() };
+            pc.add_transceiver_from_kind(kind, Some(init)).expect("transceiver");
+        }
+        let o = parse(&pc.create_offer(None).expect("offer").sdp);
+        let mut n = 0;
+        for m in &o.media_descriptions {
+            for f in &m.media_name.formats {
+                let pt: u32 = f.parse().expect("numeric payload type");
+                assert!(pt <= 127 && !(64..=95).contains(&pt), "payload type {pt}");
+                n += 1;
+            }
+        }
+        assert_eq!(n, 3 + 2 * H264_FORMS.len(), "opus, vp8+rtx, each H.264 form+rtx");
+    }
+
+    /// Property 6: offered extmap ids are echoed (Chromium: audio-level 1, mid 4).
+    #[test]
+    fn extmap_ids_are_echoed() {
+        let a = answer(CHROME);
+        let audio = attr(&a.media_descriptions[0], "extmap");
+        assert!(audio.contains(&"1 urn:ietf:params:rtp-hdrext:ssrc-audio-level"), "{audio:?}");
+        assert!(audio.contains(&"4 urn:ietf:params:rtp-hdrext:sdes:mid"), "{audio:?}");
+        let video = attr(&a.media_descriptions[1], "extmap");
+        assert!(video.contains(&"4 urn:ietf:params:rtp-hdrext:sdes:mid"), "{video:?}");
+    }
+
+    /// Property 7: Chromium's three simulcast layers are named back as `recv`.
+    #[test]
+    fn simulcast_rids_are_answered() {
+        let a = answer(CHROME_SIMULCAST);
+        let video = &a.media_descriptions[1];
+        assert_eq!(attr(video, "rid"), ["q recv", "h recv", "f recv"]);
+        assert_eq!(attr(video, "simulcast"), ["recv q;h;f"]);
+    }
 }

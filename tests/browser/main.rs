@@ -189,6 +189,7 @@ async fn start_server() -> Result<(Running, tempfile::TempDir), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut cfg = fengqiao::config::Config::default();
     cfg.data_dir = dir.path().to_path_buf();
+    cfg.media.max_participants = 2;
     cfg.server.http_addr = format!("{NS_IP}:0").parse().unwrap();
     cfg.media.bind_ip = NS_IP.parse().unwrap();
     cfg.media.udp_port = 0;
@@ -291,8 +292,50 @@ async fn two_tabs(browser: &str) -> Result<(), String> {
             eprintln!("{browser} tab {i}: join-to-first-frame {:.0} ms (joined → remote video playing)", f - j);
         }
     }
+    // The fake microphone's tone carries RFC 6464 levels: someone is the active speaker.
+    tabs[0]
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(".tile.speaking"))
+        .await
+        .map_err(|e| format!("no active-speaker highlight: {e}"))?;
     shot(&tabs[0], browser, "room-mediator").await;
     shot(&tabs[1], browser, "room-applicant").await;
+    if browser == "chromium" {
+        // A third person meets a full room (cap 2 in this test) with a clear message.
+        let extra = tempfile::tempdir().unwrap();
+        let d3 = start_driver(browser).await?;
+        let c3 = open(browser, &d3, extra.path(), &server.public_url).await?;
+        let url = server.invite_url(&server::claims(room, "r1", "李四", Role::Respondent, 3600));
+        c3.goto(&url).await.map_err(|e| e.to_string())?;
+        c3.wait().at_most(Duration::from_secs(15)).for_element(Locator::Css("[data-action=join]:not([disabled])")).await
+            .map_err(|e| format!("third tab: {e}"))?
+            .click().await.map_err(|e| e.to_string())?;
+        c3.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#lobby-error[data-code=room_full]")).await
+            .map_err(|e| format!("no room_full message: {e}"))?;
+        shot(&c3, browser, "room-full").await;
+        let _ = c3.close().await;
+        // Camera permission denied: a clear message, and join stays disabled.
+        let denied = tempfile::tempdir().unwrap();
+        let d4 = start_driver(browser).await?;
+        let mut caps = capabilities(browser, denied.path(), &server.public_url);
+        if let Some(Value::Object(o)) = caps.get_mut("goog:chromeOptions") {
+            if let Some(Value::Array(args)) = o.get_mut("args") {
+                args.retain(|a| a != "--use-fake-ui-for-media-stream");
+                args.push(json!("--deny-permission-prompts"));
+            }
+        }
+        let c4 = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&d4.url)
+            .await
+            .map_err(|e| format!("session: {e}"))?;
+        c4.goto(&url).await.map_err(|e| e.to_string())?;
+        c4.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#lobby-error[data-code=permission]")).await
+            .map_err(|e| format!("no permission-denied message: {e}"))?;
+        shot(&c4, browser, "permission-denied").await;
+        let _ = c4.close().await;
+    }
     // Leave from tab 1: tab 0's tile for it disappears.
     tabs[1].find(Locator::Css("[data-action=leave]")).await.map_err(|e| e.to_string())?.click().await.map_err(|e| e.to_string())?;
     tabs[0]

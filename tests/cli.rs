@@ -1,0 +1,421 @@
+//! The `fengqiao` binary's command line: `db migrate`, `admin create-user`,
+//! `demo-data`, configuration errors, and `serve` with the case API mounted.
+//!
+//! Every test runs the real binary in a temporary folder on SQLite and waits on
+//! conditions (process exit, log lines) with deadlines.
+
+use serde_json::Value;
+use std::io::{BufRead as _, BufReader, Read, Write as _};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fengqiao");
+/// Generous: the machine is shared, and a first SQLite open runs every migration.
+const DEADLINE: Duration = Duration::from_secs(90);
+/// How often conditions are re-checked while waiting.
+const POLL: Duration = Duration::from_millis(25);
+
+/// The binary with a clean `FENGQIAO_*` environment, JSON logs and `data_dir` under `dir`.
+fn fengqiao(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("FENGQIAO_") {
+            c.env_remove(k);
+        }
+    }
+    c.args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .env("NO_COLOR", "1")
+        .env("FENGQIAO_DATA_DIR", dir.join("data"))
+        .env("FENGQIAO_LOG__FORMAT", "json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+struct Out {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `c` to completion (killing it after [`DEADLINE`]), feeding `stdin` if given.
+fn run(mut c: Command, stdin: Option<&str>) -> Out {
+    if stdin.is_some() {
+        c.stdin(Stdio::piped());
+    }
+    let mut child = c.spawn().expect("spawn fengqiao");
+    if let Some(s) = stdin {
+        let mut w = child.stdin.take().unwrap();
+        w.write_all(s.as_bytes()).unwrap();
+    }
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let ho = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = so.read_to_string(&mut s);
+        s
+    });
+    let he = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("fengqiao did not exit within {DEADLINE:?}; stderr:\n{}", he.join().unwrap());
+        }
+        std::thread::sleep(POLL);
+    };
+    Out { status, stdout: ho.join().unwrap(), stderr: he.join().unwrap() }
+}
+
+fn ok(o: &Out) {
+    assert!(o.status.success(), "exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status, o.stdout, o.stderr);
+}
+
+/// `(role, username, password)` of every login line after "Demo logins".
+fn demo_logins(stdout: &str) -> Vec<(String, String, String)> {
+    stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Demo logins"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 3).then(|| (f[0].to_owned(), f[1].to_owned(), f[2].to_owned()))
+        })
+        .collect()
+}
+
+const ROLES: [&str; 6] = ["admin", "triage", "org_admin", "mediator", "judge", "clerk"];
+
+#[test]
+fn db_migrate_creates_the_database_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(fengqiao(dir.path(), &["db", "migrate"]), None);
+    ok(&o);
+    assert!(o.stdout.contains("database migrated"), "{}", o.stdout);
+    let db = dir.path().join("data/fengqiao.db");
+    let head = std::fs::read(&db).expect("data/fengqiao.db exists");
+    assert!(head.starts_with(b"SQLite format 3\0"), "not an SQLite file");
+    // WAL mode is persistent in the file header (bytes 18 and 19 are 2).
+    assert_eq!((head[18], head[19]), (2, 2), "journal mode is not WAL");
+    assert!(dir.path().join("data/keys/invite.key").exists());
+    ok(&run(fengqiao(dir.path(), &["db", "migrate"]), None));
+
+    // An explicit SQLite URL elsewhere is honoured.
+    let other = dir.path().join("elsewhere/cases.db");
+    let mut c = fengqiao(dir.path(), &["db", "migrate"]);
+    c.env("FENGQIAO_DATABASE__URL", format!("sqlite://{}", other.display()));
+    ok(&run(c, None));
+    assert!(other.exists());
+}
+
+#[test]
+fn demo_data_prints_one_login_per_role_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(fengqiao(dir.path(), &["demo-data"]), None);
+    ok(&o);
+    let logins = demo_logins(&o.stdout);
+    for role in ROLES {
+        assert!(logins.iter().any(|(r, _, p)| r == role && p.len() >= 10), "no {role} login in:\n{}", o.stdout);
+    }
+    // A second load is refused (the demo organisations exist), and says so.
+    let again = run(fengqiao(dir.path(), &["demo-data"]), None);
+    assert!(!again.status.success(), "second demo-data succeeded:\n{}", again.stdout);
+    assert!(again.stderr.contains("loaded already"), "{}", again.stderr);
+    assert!(demo_logins(&again.stdout).is_empty());
+}
+
+#[test]
+fn admin_create_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["admin", "create-user", "--username", "judge_wu", "--name", "吴法官", "--role", "judge", "--password-stdin"];
+    let o = run(fengqiao(dir.path(), &args), Some("judge-password-1\n"));
+    ok(&o);
+    assert!(o.stdout.contains("created user judge_wu"), "{}", o.stdout);
+    assert!(!o.stdout.contains("judge-password-1"), "a given password is not echoed");
+
+    // Taken user name: 409-style conflict naming the field.
+    let o = run(fengqiao(dir.path(), &args), Some("judge-password-2\n"));
+    assert!(!o.status.success());
+    assert!(o.stderr.contains("conflict") && o.stderr.contains("username"), "{}", o.stderr);
+
+    // Too short a password: the field is named.
+    let o = run(
+        fengqiao(dir.path(), &["admin", "create-user", "--username", "short_pw", "--name", "X", "--role", "admin", "--password-stdin"]),
+        Some("short\n"),
+    );
+    assert!(!o.status.success());
+    assert!(o.stderr.contains("password"), "{}", o.stderr);
+
+    // Generated password, printed once.
+    let o = run(fengqiao(dir.path(), &["admin", "create-user", "--username", "clerk_li", "--name", "李书记员", "--role", "clerk"]), None);
+    ok(&o);
+    let pw = o.stdout.lines().find_map(|l| l.strip_prefix("password: ")).expect("password printed");
+    assert!(pw.len() >= 10 && pw.chars().all(|c| c.is_ascii_alphanumeric()), "{pw:?}");
+
+    // Unknown role: refused by the parser before anything is opened.
+    let o = run(fengqiao(dir.path(), &["admin", "create-user", "--username", "y", "--name", "Y", "--role", "boss"]), None);
+    assert!(!o.status.success());
+    assert!(o.stderr.contains("boss") && o.stderr.contains("org_admin"), "{}", o.stderr);
+}
+
+#[test]
+fn bad_config_values_fail_at_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |envs: &[(&str, &str)], extra: &[&str]| {
+        let mut args = vec!["serve"];
+        args.extend_from_slice(extra);
+        let mut c = fengqiao(dir.path(), &args);
+        // Should the configuration be accepted by mistake, these keep the server harmless
+        // (and the deadline in `run` ends it).
+        c.env("FENGQIAO_SERVER__HTTP_ADDR", "127.0.0.1:0").env("FENGQIAO_MEDIA__UDP_PORT", "0");
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let o = run(c, None);
+        assert!(!o.status.success(), "started with {envs:?} {extra:?}:\n{}", o.stderr);
+        o.stderr
+    };
+    let e = serve(&[("FENGQIAO_MEDIA__UDP_PORT", "abc")], &[]);
+    assert!(e.contains("media.udp_port"), "{e}");
+    let e = serve(&[("FENGQIAO_DATABASE__URL", "nonsense://x")], &[]);
+    assert!(e.contains("database.url"), "{e}");
+    let e = serve(&[("FENGQIAO_CASES__UTC_OFFSET_HOURS", "99")], &[]);
+    assert!(e.contains("cases.utc_offset_hours"), "{e}");
+    let e = serve(&[("FENGQIAO_CASES__DEADLINES__MEDIATION_DAYS", "thirty")], &[]);
+    assert!(e.contains("cases.deadlines.mediation_days"), "{e}");
+
+    let toml = dir.path().join("bad.toml");
+    std::fs::write(&toml, "[cases]\nholidays = [\"2025-13-01\"]\n").unwrap();
+    let e = serve(&[], &["--config", toml.to_str().unwrap()]);
+    assert!(e.contains("cases.holidays"), "{e}");
+    std::fs::write(&toml, "[cases]\ndata_dir = \"elsewhere\"\n").unwrap();
+    let e = serve(&[], &["--config", toml.to_str().unwrap()]);
+    assert!(e.contains("cases.data_dir"), "{e}");
+    std::fs::write(&toml, "[database]\nurl = \"postgres\"\npassword = \"x\"\n").unwrap();
+    let e = serve(&[], &["--config", toml.to_str().unwrap()]);
+    assert!(e.contains("database.password"), "{e}");
+
+    // The CLI subcommands check the same configuration.
+    let mut c = fengqiao(dir.path(), &["db", "migrate"]);
+    c.env("FENGQIAO_DATABASE__URL", "nonsense://x");
+    let o = run(c, None);
+    assert!(!o.status.success() && o.stderr.contains("database.url"), "{}", o.stderr);
+
+    // Nothing was created by any of these.
+    assert!(!dir.path().join("data/fengqiao.db").exists());
+}
+
+/// A `fengqiao serve` child whose output lines are collected as they come.
+struct Server {
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn spawn(mut c: Command) -> Self {
+        let mut child = c.spawn().expect("spawn fengqiao serve");
+        let collect = |r: Box<dyn Read + Send>| {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let l2 = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(r).lines().map_while(Result::ok) {
+                    l2.lock().unwrap().push(line);
+                }
+            });
+            lines
+        };
+        let stdout = collect(Box::new(child.stdout.take().unwrap()));
+        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        Server { child, stdout, stderr }
+    }
+
+    /// Waits until `f` finds something in (stdout, stderr), or panics at the deadline
+    /// or when the process ends first.
+    fn wait_for<T>(&mut self, what: &str, f: impl Fn(&[String], &[String]) -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(t) = f(&self.stdout.lock().unwrap(), &self.stderr.lock().unwrap()) {
+                return t;
+            }
+            let exited = self.child.try_wait().unwrap();
+            if exited.is_some() || start.elapsed() > DEADLINE {
+                panic!(
+                    "waiting for {what}: {}\nstdout:\n{}\nstderr:\n{}",
+                    exited.map_or("deadline passed".to_owned(), |s| format!("exited with {s}")),
+                    self.stdout.lock().unwrap().join("\n"),
+                    self.stderr.lock().unwrap().join("\n")
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// SIGTERM, then the exit status (within the deadline).
+    fn terminate(&mut self) -> ExitStatus {
+        let st = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(st.success());
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(start.elapsed() < DEADLINE, "no exit after SIGTERM");
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The fields of the JSON log line whose message is `msg`.
+fn log_fields(stderr: &[String], msg: &str) -> Option<Value> {
+    stderr.iter().find_map(|l| {
+        let v: Value = serde_json::from_str(l).ok()?;
+        (v["fields"]["message"] == msg).then(|| v["fields"].clone())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_mounts_the_case_api_and_loads_demo_data_on_first_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let start_serve = || {
+        let mut c = fengqiao(dir.path(), &["serve", "--demo-invites"]);
+        c.env("FENGQIAO_SERVER__HTTP_ADDR", "127.0.0.1:0").env("FENGQIAO_MEDIA__UDP_PORT", "0");
+        let mut s = Server::spawn(c);
+        let f = s.wait_for("the listening log line", |_, e| log_fields(e, "fengqiao listening"));
+        let http: std::net::SocketAddr = f["http"].as_str().unwrap().parse().unwrap();
+        let media: std::net::SocketAddr = f["media"].as_str().unwrap().parse().unwrap();
+        assert_ne!(http.port(), 0);
+        assert_ne!(media.port(), 0);
+        (s, http)
+    };
+    let (mut s, http) = tokio::task::block_in_place(start_serve);
+    let base = format!("http://{http}");
+
+    // First start: demo logins, then the room invites.
+    let out = tokio::task::block_in_place(|| {
+        s.wait_for("the end of the start-up banner", |o, _| {
+            o.iter().any(|l| l.starts_with("Case API:")).then(|| o.join("\n"))
+        })
+    });
+    let logins = demo_logins(&out);
+    for role in ROLES {
+        assert!(logins.iter().any(|(r, _, _)| r == role), "no {role} login in:\n{out}");
+    }
+    assert!(out.contains(&format!("{base}/join/")), "{out}");
+
+    let http_client = reqwest::Client::new();
+    let doc: Value = http_client.get(format!("{base}/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    assert!(doc["paths"]["/api/disputes"].is_object());
+    let r = http_client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "ok\n");
+    let r = http_client.get(format!("{base}/join/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the web pages are still served");
+    let r = http_client.get(format!("{base}/api/no-such-thing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "not_found");
+    let r = http_client.get(format!("{base}/no-such-page")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http_client.get(format!("{base}/api/disputes")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // A demo login through the API, then its session as a cookie.
+    let login = |user: String, password: String| {
+        let c = http_client.clone();
+        let url = format!("{base}/api/auth/login");
+        async move {
+            let r = c.post(url).json(&serde_json::json!({"username": user, "password": password})).send().await.unwrap();
+            assert_eq!(r.status(), 200, "login of {user}");
+            let cookie = r.headers()[reqwest::header::SET_COOKIE].to_str().unwrap().to_owned();
+            assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+            cookie.split(';').next().unwrap().to_owned()
+        }
+    };
+    let (_, admin, admin_pw) = logins.iter().find(|(r, _, _)| r == "admin").unwrap().clone();
+    let cookie = login(admin.clone(), admin_pw).await;
+    let me: Value = http_client
+        .get(format!("{base}/api/auth/me"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["username"], admin.as_str(), "{me}");
+    let list: Value = http_client
+        .get(format!("{base}/api/disputes?per_page=5"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(list["total"].as_i64().unwrap() > 0, "demo disputes: {list}");
+    // The audit log got the client address (connect info is served).
+    let audit: Value = http_client
+        .get(format!("{base}/api/audit?action=auth.login"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let addrs: Vec<&str> = audit["items"].as_array().unwrap().iter().filter_map(|e| e["client_addr"].as_str()).collect();
+    assert!(addrs.iter().any(|a| a.starts_with("127.0.0.1:")), "{audit}");
+
+    // `admin create-user` from another process against the running server's store.
+    let o = tokio::task::block_in_place(|| {
+        run(
+            fengqiao(dir.path(), &["admin", "create-user", "--username", "triage_cli", "--name", "分流员", "--role", "triage", "--password-stdin"]),
+            Some("triage-cli-password\n"),
+        )
+    });
+    ok(&o);
+    let cookie = login("triage_cli".into(), "triage-cli-password".into()).await;
+    let r = http_client.get(format!("{base}/api/disputes")).header(reqwest::header::COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    let st = tokio::task::block_in_place(|| s.terminate());
+    assert!(st.success(), "exit after SIGTERM: {st:?}");
+    drop(s);
+
+    // Second start: staff exist, so no new demo logins.
+    let (mut s, _) = tokio::task::block_in_place(start_serve);
+    let out = tokio::task::block_in_place(|| {
+        s.wait_for("the end of the start-up banner", |o, _| {
+            o.iter().any(|l| l.starts_with("Case API:")).then(|| o.join("\n"))
+        })
+    });
+    assert!(demo_logins(&out).is_empty(), "{out}");
+    assert!(out.contains("staff accounts exist already"), "{out}");
+    let st = tokio::task::block_in_place(|| s.terminate());
+    assert!(st.success(), "exit after SIGTERM: {st:?}");
+}
