@@ -88,6 +88,8 @@ struct Consumer {
 }
 
 struct Producer {
+    /// `participant{..}` › `track{producer, kind}`.
+    span: tracing::Span,
     id: ProducerId,
     room: RoomId,
     owner: TransportId,
@@ -107,6 +109,8 @@ struct Producer {
 }
 
 struct Transport {
+    /// `room{id}` › `participant{id}`: entered whenever this Transport is worked on.
+    span: tracing::Span,
     room: RoomId,
     participant: ParticipantId,
     pc: RTCPeerConnection,
@@ -348,6 +352,7 @@ impl Engine {
         self.transports.insert(
             id,
             Transport {
+                span: tracing::info_span!(parent: None, "participant", room = %req.room, id = %req.participant, transport = %id),
                 room: req.room,
                 participant: req.participant,
                 pc,
@@ -597,9 +602,11 @@ impl Engine {
         let kind = rx.track().kind();
         t.producers.insert(track_id.clone(), id);
         info!(room = %t.room, participant = %t.participant, producer = %id, ?kind, ssrc, "producer opened");
+        let span = tracing::info_span!(parent: &t.span, "track", producer = %id, kind = %kind, ssrc);
         self.producers.insert(
             id,
             Producer {
+                span,
                 id,
                 room: t.room.clone(),
                 owner: tid,
@@ -668,7 +675,7 @@ impl Engine {
                 self.maybe_offer(sub);
             }
         }
-        info!(producer = %pid, "producer closed");
+        prod.span.in_scope(|| info!(producer = %pid, "producer closed"));
         self.update_gauges();
     }
 
@@ -843,6 +850,7 @@ impl Engine {
                 return;
             };
             t.dirty = false;
+            let _span = t.span.clone().entered();
             while let Some(msg) = t.pc.poll_write() {
                 let to = msg.transport.peer_addr;
                 if demux::is_binding_request(&msg.message) {
