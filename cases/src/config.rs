@@ -16,7 +16,7 @@ pub struct CasesConfig {
     /// SQLite file `data_dir/fengqiao.db`.
     pub database_url: Option<String>,
     /// The data folder (default `data`): holds the SQLite file, `keys/invite.key` and
-    /// the recordings that the recording endpoint may serve (`data_dir/recordings`).
+    /// the recordings that the recording endpoint may serve (`data_dir/sessions` (the session folders of docs/interfaces.md, e.g. `<session-id>/review.mp4`)).
     pub data_dir: PathBuf,
     /// The public base URL of the server, without trailing slash; invite links are
     /// `{public_url}/join/{token}`.

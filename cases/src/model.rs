@@ -360,7 +360,7 @@ pub struct Recording {
     pub session_id: i64,
     /// Dispute.
     pub dispute_id: i64,
-    /// File path relative to `data_dir/recordings`.
+    /// File path relative to `data_dir/sessions` (the session folders of docs/interfaces.md, e.g. `<session-id>/review.mp4`).
     pub file_path: String,
     /// Manifest path from the recorder.
     pub manifest_path: String,

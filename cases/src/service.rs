@@ -273,7 +273,7 @@ pub struct Attendance {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRecording {
-    /// File path relative to `data_dir/recordings`.
+    /// File path relative to `data_dir/sessions` (the session folders of docs/interfaces.md, e.g. `<session-id>/review.mp4`).
     pub file_path: String,
     /// Manifest path.
     pub manifest_path: String,
@@ -2263,7 +2263,7 @@ impl Store {
     // ------------------------------------------------------------ recordings
 
     /// Registers a recording of a session (manifest and integrity check value from the
-    /// recorder). The file must exist under `data_dir/recordings`.
+    /// recorder). The file must exist under `data_dir/sessions` (the session folders of docs/interfaces.md, e.g. `<session-id>/review.mp4`).
     ///
     /// # Errors
     /// 404 when the session is not of this dispute; 422 naming the field.
@@ -2333,9 +2333,9 @@ impl Store {
         Ok(rec)
     }
 
-    /// The folder recordings are served from: `data_dir/recordings`.
+    /// The folder recordings are served from: `data_dir/sessions` (the session folders of docs/interfaces.md, e.g. `<session-id>/review.mp4`).
     pub fn recordings_dir(&self) -> std::path::PathBuf {
-        self.inner.cfg.data_dir.join("recordings")
+        self.inner.cfg.data_dir.join("sessions")
     }
 
     /// One recording.

@@ -45,8 +45,8 @@ async fn fixture(env: &Env) -> Fixture {
             token = url.rsplit("/join/").next().unwrap().to_owned();
         }
     }
-    std::fs::create_dir_all(env.dir.path().join("recordings")).unwrap();
-    std::fs::write(env.dir.path().join("recordings/m.mp4"), b"0123456789").unwrap();
+    std::fs::create_dir_all(env.dir.path().join("sessions")).unwrap();
+    std::fs::write(env.dir.path().join("sessions/m.mp4"), b"0123456789").unwrap();
     let rec = env.ok(
         env.post(
             &format!("/api/disputes/{id}/sessions/{}/recordings", sids[0]),

@@ -925,8 +925,8 @@ async fn sessions_invites_recordings(db: Db) {
     assert_eq!(p["joined_at"], common::ts("2025-03-01 10:01"));
     // Recording: register, then play with and without a range.
     let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::create_dir_all(env.dir.path().join("recordings/2025")).unwrap();
-    std::fs::write(env.dir.path().join("recordings/2025/s1.mp4"), &data).unwrap();
+    std::fs::create_dir_all(env.dir.path().join("sessions/2025")).unwrap();
+    std::fs::write(env.dir.path().join("sessions/2025/s1.mp4"), &data).unwrap();
     let sha = fengqiao_cases::validate::sha256(&data);
     let body = json!({"file_path": "2025/s1.mp4", "manifest_path": "2025/s1.manifest.json", "integrity_sha256": sha,
         "media_type": "video/mp4", "started_at": "2025-03-03T10:00:00+08:00", "ended_at": "2025-03-03T11:00:00+08:00"});
