@@ -5,7 +5,9 @@
 set -euo pipefail
 what=${1:-run}
 
-run_pkgs=(pkg-config ca-certificates)
+run_pkgs=(pkg-config ca-certificates
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
 test_pkgs=(chromium chromium-driver firefox-esr fonts-wqy-microhei iproute2 util-linux postgresql)
 
 pkgs=("${run_pkgs[@]}")

@@ -76,6 +76,34 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The evidence signing key (docs/evidence.md § Keys).
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// Check a recorded session folder: every file hash, the manifest chain and its
+    /// signature (docs/evidence.md). Prints a report; exits 1 on any mismatch.
+    Verify {
+        /// The session folder, e.g. data/sessions/<session-id>.
+        session_dir: PathBuf,
+        /// Trusted public key file (PEM from `keys export`, or 64 hex digits); by
+        /// default the server's own key in <data_dir>/keys.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// TOML config file (for data_dir); FENGQIAO_* variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Print the evidence public key (key id, hex, PEM), creating the key on first use.
+    Export {
+        /// TOML config file (for data_dir); FENGQIAO_* variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -267,6 +295,37 @@ async fn main() -> anyhow::Result<()> {
             c.session_id = session;
             c.admitted = admitted;
             println!("{}/join/{}", cfg.server.public_url, key.mint(&c));
+            Ok(())
+        }
+        Cmd::Keys { cmd: KeysCmd::Export { config } } => {
+            let cfg = Config::load(config.as_deref())?;
+            cfg.prepare_data_dir()?;
+            let key = fengqiao_recorder::EvidenceKey::load_or_generate(&cfg.keys_dir())
+                .context("loading the evidence key")?;
+            let pk = key.public_key();
+            println!("key id: {}", pk.key_id());
+            println!("ed25519 public key (hex): {}", pk.to_hex());
+            print!("{}", pk.to_pem());
+            Ok(())
+        }
+        Cmd::Verify { session_dir, public_key, config } => {
+            let pk = match public_key {
+                Some(p) => {
+                    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+                    fengqiao_recorder::PublicKey::parse(&text).with_context(|| format!("public key {}", p.display()))?
+                }
+                None => {
+                    let cfg = Config::load(config.as_deref())?;
+                    let key = fengqiao_recorder::EvidenceKey::load(&cfg.keys_dir())
+                        .context("loading the server's evidence key (or pass --public-key)")?;
+                    *key.public_key()
+                }
+            };
+            let report = fengqiao_recorder::verify(&session_dir, &pk);
+            println!("{report}");
+            if !report.is_ok() {
+                std::process::exit(1);
+            }
             Ok(())
         }
     }

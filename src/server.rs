@@ -117,7 +117,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         public_url = format!("http://{http_addr}");
     }
     let cases = connect_cases(&cfg, &public_url).await?;
-    let (sfu, media) = match Sfu::start(cfg.media.clone()).await {
+    // Session event logs (data/sessions/<session>/events.jsonl), written off the media task.
+    let event_log = match fengqiao_signaling::events::spawn_writer(cfg.data_dir.join("sessions")) {
+        Ok(s) => s,
+        Err(e) => {
+            cases.close().await;
+            return Err(anyhow::Error::new(e).context("starting the session event log writer"));
+        }
+    };
+    let (sfu, media) = match Sfu::start_with_events(cfg.media.clone(), Some(event_log)).await {
         Ok(x) => x,
         Err(e) => {
             cases.close().await;

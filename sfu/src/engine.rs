@@ -21,8 +21,8 @@ use crate::keyframe::{is_keyframe_start, VideoCodec};
 use crate::sdp;
 use crate::stats::SfuStats;
 use crate::{
-    Command, ConsumerId, JoinReply, JoinRequest, MediaConfig, ParticipantEvent, ParticipantId,
-    ParticipantInfo, ProducerId, RemoteCandidate, RoomId, SfuError, TransportId,
+    Command, ConsumerId, Control, EventSink, JoinReply, JoinRequest, MediaConfig, ParticipantEvent,
+    ParticipantId, ParticipantInfo, ProducerId, RemoteCandidate, RoomId, SessionEvent, SfuError, TransportId,
 };
 use bytes::BytesMut;
 use rtc::media_stream::MediaStreamTrack;
@@ -44,10 +44,10 @@ use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn};
@@ -68,6 +68,12 @@ const MAX_DATAGRAM: usize = 1500;
 const STUN_TRANSACTION_TTL: Duration = Duration::from_secs(40);
 /// Socket buffer sizes asked of the OS, bytes.
 const SOCKET_BUFFER: usize = 4 << 20;
+/// Longest side room name, characters.
+const MAX_SIDE_ROOM: usize = 64;
+/// Longest removal reason kept, characters.
+const MAX_REASON: usize = 500;
+/// The role that may use session controls and skips the waiting room.
+const MEDIATOR: &str = "mediator";
 
 struct Consumer {
     id: ConsumerId,
@@ -105,6 +111,8 @@ struct Producer {
     level: f32,
     last_keyframe_request: Option<Instant>,
     keyframe_request_deferred: bool,
+    /// The mediator stopped forwarding this track (server-side mute).
+    muted: bool,
     consumers: Vec<Consumer>,
 }
 
@@ -134,6 +142,29 @@ struct Transport {
 struct Member {
     info: ParticipantInfo,
     transport: TransportId,
+    /// The invite token's id (`tid`).
+    token_id: String,
+}
+
+/// What the mediator decided about one participant; kept per participant id for the
+/// room's lifetime in the engine, so a reconnect keeps it.
+#[derive(Debug, Default, Clone)]
+struct Standing {
+    admitted: bool,
+    /// Side room (caucus); `None` = the main room.
+    side: Option<String>,
+    mute_audio: bool,
+    mute_video: bool,
+}
+
+/// Session state of a room that outlives its Transports (and the room itself when it
+/// empties): the waiting-room decisions, side rooms, mutes, removed tokens.
+#[derive(Debug, Default)]
+struct Session {
+    /// Event log folder name: the token's `session_id`, else the room id.
+    id: String,
+    removed_tokens: HashSet<String>,
+    people: HashMap<ParticipantId, Standing>,
 }
 
 struct Room {
@@ -156,6 +187,8 @@ pub(crate) struct Engine {
     /// Our own outstanding STUN checks: transaction id → Transport, time sent.
     by_txid: HashMap<[u8; 12], (TransportId, Instant)>,
     rooms: HashMap<RoomId, Room>,
+    sessions: HashMap<RoomId, Session>,
+    event_log: Option<EventSink>,
     producers: HashMap<ProducerId, Producer>,
     timers: BinaryHeap<Reverse<(Instant, TransportId)>>,
     dirty: Vec<TransportId>,
@@ -176,6 +209,7 @@ impl Engine {
         config: &MediaConfig,
         stats: Arc<SfuStats>,
         rx: mpsc::Receiver<Command>,
+        event_log: Option<EventSink>,
     ) -> Result<Self, SfuError> {
         let addr = SocketAddr::new(config.bind_ip, config.udp_port);
         let bind_err = |source| SfuError::Bind { addr, source };
@@ -207,6 +241,8 @@ impl Engine {
             by_addr: HashMap::new(),
             by_txid: HashMap::new(),
             rooms: HashMap::new(),
+            sessions: HashMap::new(),
+            event_log,
             producers: HashMap::new(),
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
@@ -304,12 +340,23 @@ impl Engine {
                 let _ = reply.send(r);
             }
             Command::Mute(t, audio, video) => self.mute(t, audio, video),
+            Command::Control(t, c, reply) => {
+                let r = self.control(t, c);
+                let _ = reply.send(r);
+            }
             Command::Leave(t) => self.remove_transport(t, None),
             Command::Shutdown => {}
         }
     }
 
     fn join(&mut self, req: JoinRequest) -> Result<JoinReply, SfuError> {
+        let session = self.sessions.entry(req.room.clone()).or_insert_with(|| Session {
+            id: req.session_id.clone().unwrap_or_else(|| req.room.to_string()),
+            ..Default::default()
+        });
+        if !req.token_id.is_empty() && session.removed_tokens.contains(&req.token_id) {
+            return Err(SfuError::Removed);
+        }
         // A second join with the same participant id replaces the first (reconnect).
         if let Some(old) = self
             .rooms
@@ -327,27 +374,68 @@ impl Engine {
         let ufrag = format!("fq{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
         let pwd = format!("{:032x}", rand::random::<u128>());
         let pc = sdp::peer_connection(&ufrag, &pwd)?;
+        let session = self.sessions.entry(req.room.clone()).or_default();
+        let standing = session.people.entry(req.participant.clone()).or_default();
+        if req.admitted {
+            standing.admitted = true;
+        }
+        let admitted = standing.admitted;
         let info = ParticipantInfo {
             id: req.participant.clone(),
             name: req.name,
             role: req.role,
             audio_muted: false,
             video_muted: false,
+            side_room: if admitted { standing.side.clone() } else { None },
         };
+        let is_mediator = admitted && info.role == MEDIATOR;
         let room = self.rooms.entry(req.room.clone()).or_insert_with(|| Room {
             id: req.room.clone(),
             members: Vec::new(),
             producers: Vec::new(),
             speaker: None,
         });
-        let others: Vec<ParticipantInfo> = room.members.iter().map(|m| m.info.clone()).collect();
+        let session = self.sessions.get(&req.room);
+        let admitted_of = |m: &Member| {
+            session.and_then(|s| s.people.get(&m.info.id)).is_some_and(|st| st.admitted)
+        };
+        let mut others = Vec::new();
+        let mut waiting_list = Vec::new();
         for m in &room.members {
-            if let Some(t) = self.transports.get(&m.transport) {
+            let m_admitted = admitted_of(m);
+            if m_admitted {
+                others.push(m.info.clone());
+            } else {
+                waiting_list.push(m.info.clone());
+            }
+            let Some(t) = self.transports.get(&m.transport) else { continue };
+            if admitted && m_admitted {
                 let _ = t.events.try_send(ParticipantEvent::Joined(info.clone()));
+            } else if !admitted && m_admitted && m.info.role == MEDIATOR {
+                let _ = t.events.try_send(ParticipantEvent::ParticipantWaiting(info.clone()));
             }
         }
-        room.members.push(Member { info, transport: id });
-        info!(room = %req.room, participant = %req.participant, transport = %id, "participant joined");
+        let me = info.clone();
+        room.members.push(Member { info, transport: id, token_id: req.token_id });
+        if !admitted {
+            waiting_list.push(me.clone());
+            for m in &room.members {
+                if m.info.role == MEDIATOR && admitted_of(m) {
+                    if let Some(t) = self.transports.get(&m.transport) {
+                        let _ = t.events.try_send(ParticipantEvent::Waiting { participants: waiting_list.clone() });
+                    }
+                }
+            }
+            others.clear();
+        }
+        if !is_mediator {
+            waiting_list.clear();
+        }
+        info!(room = %req.room, participant = %req.participant, transport = %id, admitted, "participant joined");
+        self.log(&req.room, &req.participant, "join", |e| {
+            e.role = Some(me.role.clone());
+            e.admitted = Some(admitted);
+        });
         self.by_ufrag.insert(ufrag.clone(), id);
         self.transports.insert(
             id,
@@ -370,7 +458,7 @@ impl Engine {
             },
         );
         self.update_gauges();
-        Ok(JoinReply { transport: id, participants: others })
+        Ok(JoinReply { transport: id, participants: others, me, waiting: !admitted, waiting_list })
     }
 
     fn client_offer(&mut self, tid: TransportId, sdp_text: String) -> Result<String, SfuError> {
@@ -480,8 +568,278 @@ impl Engine {
                 m.info.video_muted = video;
             }
         }
-        let ev = ParticipantEvent::Muted { id: pid.clone(), audio, video };
-        self.broadcast(&room_id, Some(&pid), ev);
+        // A waiting participant is seen by nobody; its state is kept for later.
+        if self.is_admitted(&room_id, &pid) {
+            let ev = ParticipantEvent::Muted { id: pid.clone(), audio, video };
+            self.broadcast(&room_id, Some(&pid), ev);
+        }
+    }
+
+    // -------------------------------------------------------- session controls
+
+    fn is_admitted(&self, room: &RoomId, pid: &ParticipantId) -> bool {
+        self.sessions.get(room).and_then(|s| s.people.get(pid)).is_some_and(|st| st.admitted)
+    }
+
+    /// Hands an event-log line to the writer; never blocks (a full queue drops it).
+    fn log(&self, room: &RoomId, actor: &ParticipantId, action: &'static str, fill: impl FnOnce(&mut SessionEvent)) {
+        let Some(sink) = &self.event_log else { return };
+        let session = self.sessions.get(room).map_or_else(|| room.to_string(), |s| s.id.clone());
+        let mut ev = SessionEvent {
+            time: SystemTime::now(),
+            session,
+            room: room.to_string(),
+            actor: actor.to_string(),
+            action,
+            target: None,
+            role: None,
+            admitted: None,
+            reason: None,
+            to: None,
+            audio: None,
+            video: None,
+        };
+        fill(&mut ev);
+        if sink.try_send(ev).is_err() {
+            warn!(room = %room, action, "session event log queue full or closed; event dropped");
+        }
+    }
+
+    fn send_to(&mut self, tid: TransportId, ev: ParticipantEvent) {
+        let Some(t) = self.transports.get(&tid) else { return };
+        if let Err(mpsc::error::TrySendError::Full(_)) = t.events.try_send(ev) {
+            self.remove_transport(tid, Some("slow_signaling"));
+        }
+    }
+
+    /// Sends the current waiting list to every admitted mediator of the room.
+    fn notify_waiting(&mut self, room_id: &RoomId) {
+        let Some(room) = self.rooms.get(room_id) else { return };
+        let session = self.sessions.get(room_id);
+        let admitted = |m: &Member| session.and_then(|s| s.people.get(&m.info.id)).is_some_and(|st| st.admitted);
+        let list: Vec<ParticipantInfo> = room.members.iter().filter(|m| !admitted(m)).map(|m| m.info.clone()).collect();
+        let mediators: Vec<TransportId> = room
+            .members
+            .iter()
+            .filter(|m| m.info.role == MEDIATOR && admitted(m))
+            .map(|m| m.transport)
+            .collect();
+        for t in mediators {
+            self.send_to(t, ParticipantEvent::Waiting { participants: list.clone() });
+        }
+    }
+
+    /// May the Transport `sub` receive Producer `pid`? Both admitted, same room, same
+    /// side room.
+    fn visible(&self, pid: ProducerId, sub: TransportId) -> bool {
+        let Some(p) = self.producers.get(&pid) else { return false };
+        let Some(t) = self.transports.get(&sub) else { return false };
+        if p.owner == sub || t.room != p.room {
+            return false;
+        }
+        let Some(s) = self.sessions.get(&p.room) else { return false };
+        match (s.people.get(&p.participant), s.people.get(&t.participant)) {
+            (Some(a), Some(b)) => a.admitted && b.admitted && a.side == b.side,
+            _ => false,
+        }
+    }
+
+    /// Makes every Consumer of the room match who may see whom: adds the missing ones,
+    /// removes the others (each subscriber then gets a server offer).
+    fn reconcile(&mut self, room_id: &RoomId) {
+        let Some(room) = self.rooms.get(room_id) else { return };
+        let producers = room.producers.clone();
+        let members: Vec<TransportId> = room.members.iter().map(|m| m.transport).collect();
+        for p in producers {
+            for &m in &members {
+                let want = self.visible(p, m);
+                let has = self.producers.get(&p).is_some_and(|x| x.consumers.iter().any(|c| c.transport == m));
+                if want && !has {
+                    self.add_consumer(p, m);
+                } else if !want && has {
+                    self.remove_consumer(p, m);
+                }
+            }
+        }
+    }
+
+    fn remove_consumer(&mut self, pid: ProducerId, tid: TransportId) {
+        let Some(prod) = self.producers.get_mut(&pid) else { return };
+        let Some(i) = prod.consumers.iter().position(|c| c.transport == tid) else { return };
+        let c = prod.consumers.remove(i);
+        if let Some(t) = self.transports.get_mut(&tid) {
+            t.consumers.remove(&c.track_id);
+            if let Err(e) = t.pc.remove_track(c.sender) {
+                debug!(transport = %tid, "remove_track: {e}");
+            }
+            t.needs_offer = true;
+        }
+        debug!(producer = %pid, consumer = %c.id, subscriber = %tid, "consumer removed");
+        self.update_gauges();
+        self.maybe_offer(tid);
+    }
+
+    /// A mediator's control. Checks the actor's role and the target, applies it, logs it.
+    fn control(&mut self, tid: TransportId, c: Control) -> Result<(), SfuError> {
+        let t = self.transports.get(&tid).ok_or(SfuError::NotJoined)?;
+        let (room_id, actor) = (t.room.clone(), t.participant.clone());
+        let room = self.rooms.get(&room_id).ok_or(SfuError::NotJoined)?;
+        let me = room.members.iter().find(|m| m.transport == tid).ok_or(SfuError::NotJoined)?;
+        if me.info.role != MEDIATOR || !self.is_admitted(&room_id, &actor) {
+            return Err(SfuError::Forbidden("only the mediator may do this"));
+        }
+        let find = |id: &ParticipantId| {
+            room.members
+                .iter()
+                .find(|m| m.info.id == *id)
+                .map(|m| (m.transport, m.token_id.clone(), m.info.clone()))
+                .ok_or_else(|| SfuError::NotFound(id.as_str().chars().take(64).collect()))
+        };
+        match c {
+            Control::Admit(id) => {
+                let (target, _, info) = find(&id)?;
+                if self.is_admitted(&room_id, &id) {
+                    return Err(SfuError::WrongState("already admitted"));
+                }
+                let st = self.standing_mut(&room_id, &id);
+                st.admitted = true;
+                let side = st.side.clone();
+                let mut others = Vec::new();
+                if let Some(room) = self.rooms.get_mut(&room_id) {
+                    for m in room.members.iter_mut() {
+                        if m.info.id == id {
+                            m.info.side_room = side.clone();
+                        }
+                    }
+                }
+                if let Some(room) = self.rooms.get(&room_id) {
+                    for m in &room.members {
+                        if m.info.id != id && self.is_admitted(&room_id, &m.info.id) {
+                            others.push(m.info.clone());
+                        }
+                    }
+                }
+                info!(room = %room_id, participant = %id, by = %actor, "admitted");
+                self.log(&room_id, &actor, "admit", |e| e.target = Some(id.to_string()));
+                self.send_to(target, ParticipantEvent::Admitted { participants: others });
+                let info = ParticipantInfo { side_room: side, ..info };
+                self.broadcast(&room_id, Some(&id), ParticipantEvent::Joined(info));
+                self.notify_waiting(&room_id);
+                self.reconcile(&room_id);
+            }
+            Control::Reject(id) => {
+                let (target, _, _) = find(&id)?;
+                if self.is_admitted(&room_id, &id) {
+                    return Err(SfuError::WrongState("not in the waiting room"));
+                }
+                info!(room = %room_id, participant = %id, by = %actor, "rejected");
+                self.log(&room_id, &actor, "reject", |e| e.target = Some(id.to_string()));
+                self.remove_transport(target, Some("rejected"));
+            }
+            Control::Mute { id, audio, video } => {
+                let (target, _, _) = find(&id)?;
+                let st = self.standing_mut(&room_id, &id);
+                st.mute_audio = audio;
+                st.mute_video = video;
+                for p in self.producers.values_mut() {
+                    if p.room != room_id || p.participant != id {
+                        continue;
+                    }
+                    let m = if p.kind == RtpCodecKind::Audio { audio } else { video };
+                    if m && !p.muted {
+                        p.level = 127.0;
+                        // Resuming later starts at a keyframe.
+                        for c in p.consumers.iter_mut() {
+                            c.needs_keyframe = p.video.is_some();
+                        }
+                    }
+                    p.muted = m;
+                }
+                info!(room = %room_id, participant = %id, audio, video, by = %actor, "muted by mediator");
+                self.log(&room_id, &actor, "mute", |e| {
+                    e.target = Some(id.to_string());
+                    e.audio = Some(audio);
+                    e.video = Some(video);
+                });
+                let ev = ParticipantEvent::MutedByMediator { id: id.clone(), audio, video };
+                if !self.is_admitted(&room_id, &id) {
+                    self.send_to(target, ev.clone());
+                }
+                self.broadcast(&room_id, None, ev);
+            }
+            Control::Remove { id, reason } => {
+                let (target, token_id, _) = find(&id)?;
+                let reason: String = reason.chars().filter(|c| !c.is_control()).take(MAX_REASON).collect();
+                if let Some(s) = self.sessions.get_mut(&room_id) {
+                    if !token_id.is_empty() {
+                        s.removed_tokens.insert(token_id);
+                    }
+                }
+                info!(room = %room_id, participant = %id, by = %actor, %reason, "removed");
+                self.log(&room_id, &actor, "remove", |e| {
+                    e.target = Some(id.to_string());
+                    e.reason = Some(reason);
+                });
+                self.remove_transport(target, Some("removed"));
+            }
+            Control::Move { id, to } => {
+                let to = match to {
+                    None => None,
+                    Some(name) => {
+                        let name = name.trim();
+                        if name == "main" {
+                            None
+                        } else if name.is_empty()
+                            || name.chars().count() > MAX_SIDE_ROOM
+                            || name.chars().any(char::is_control)
+                        {
+                            return Err(SfuError::BadField("`to` must be \"main\" or a side room name of 1-64 characters"));
+                        } else {
+                            Some(name.to_owned())
+                        }
+                    }
+                };
+                find(&id)?;
+                if !self.is_admitted(&room_id, &id) {
+                    return Err(SfuError::WrongState("admit the participant first"));
+                }
+                self.standing_mut(&room_id, &id).side = to.clone();
+                if let Some(room) = self.rooms.get_mut(&room_id) {
+                    for m in room.members.iter_mut() {
+                        if m.info.id == id {
+                            m.info.side_room = to.clone();
+                        }
+                    }
+                }
+                let to_name = to.clone().unwrap_or_else(|| "main".to_owned());
+                info!(room = %room_id, participant = %id, to = %to_name, by = %actor, "moved");
+                self.log(&room_id, &actor, "move", |e| {
+                    e.target = Some(id.to_string());
+                    e.to = Some(to_name);
+                });
+                // Consumers first: the moved participant's media stops at once.
+                self.reconcile(&room_id);
+                self.broadcast(&room_id, None, ParticipantEvent::Moved { id, to });
+            }
+            Control::EndSession => {
+                info!(room = %room_id, by = %actor, "session ended by the mediator");
+                self.log(&room_id, &actor, "end_session", |_| {});
+                let all: Vec<TransportId> =
+                    self.rooms.get(&room_id).map(|r| r.members.iter().map(|m| m.transport).collect()).unwrap_or_default();
+                for t in all {
+                    self.remove_transport(t, Some("ended"));
+                }
+                // Whoever comes back later waits again; removed invites stay removed.
+                if let Some(s) = self.sessions.get_mut(&room_id) {
+                    s.people.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn standing_mut(&mut self, room: &RoomId, pid: &ParticipantId) -> &mut Standing {
+        self.sessions.entry(room.clone()).or_default().people.entry(pid.clone()).or_default()
     }
 
     // ------------------------------------------------------------- negotiation
@@ -542,6 +900,9 @@ impl Engine {
     // ------------------------------------------------------ producers/consumers
 
     fn add_consumer(&mut self, pid: ProducerId, tid: TransportId) {
+        if !self.visible(pid, tid) {
+            return; // waiting room, another side room
+        }
         let cid = ConsumerId(self.next_id());
         let Some(prod) = self.producers.get_mut(&pid) else { return };
         let Some(codec) = prod.codec.clone() else { return };
@@ -553,7 +914,8 @@ impl Engine {
             return; // subscribed after its first offer/answer
         }
         let ssrc = rand::random::<u32>();
-        let track_id = format!("{}-{}", prod.participant, prod.id);
+        // Unique per Consumer: a track removed by a move and added back is a new track.
+        let track_id = format!("{}-{}-{}", prod.participant, prod.id, cid);
         let track = MediaStreamTrack::new(
             prod.participant.to_string(),
             track_id.clone(),
@@ -600,6 +962,11 @@ impl Engine {
         }
         let Some(rx) = t.pc.rtp_receiver(receiver) else { return };
         let kind = rx.track().kind();
+        let muted = self
+            .sessions
+            .get(&t.room)
+            .and_then(|s| s.people.get(&t.participant))
+            .is_some_and(|st| if kind == RtpCodecKind::Audio { st.mute_audio } else { st.mute_video });
         t.producers.insert(track_id.clone(), id);
         info!(room = %t.room, participant = %t.participant, producer = %id, ?kind, ssrc, "producer opened");
         let span = tracing::info_span!(parent: &t.span, "track", producer = %id, kind = %kind, ssrc);
@@ -621,6 +988,7 @@ impl Engine {
                 level: 127.0,
                 last_keyframe_request: None,
                 keyframe_request_deferred: false,
+                muted,
                 consumers: Vec::new(),
             },
         );
@@ -706,6 +1074,7 @@ impl Engine {
         }
         let room_id = t.room.clone();
         let pid = t.participant.clone();
+        let admitted = self.is_admitted(&room_id, &pid);
         let mut empty = false;
         if let Some(room) = self.rooms.get_mut(&room_id) {
             room.members.retain(|m| m.transport != tid);
@@ -715,20 +1084,28 @@ impl Engine {
             }
         }
         info!(room = %room_id, participant = %pid, transport = %tid, reason = reason.unwrap_or("left"), "participant left");
+        self.log(&room_id, &pid, "leave", |e| e.reason = Some(reason.unwrap_or("left").to_owned()));
         if empty {
             self.rooms.remove(&room_id);
             info!(room = %room_id, "room closed (empty)");
-        } else {
+        } else if admitted {
             self.broadcast(&room_id, None, ParticipantEvent::Left { id: pid });
+        } else {
+            self.notify_waiting(&room_id);
         }
         self.update_gauges();
     }
 
+    /// Sends `ev` to every admitted member of the room (never to the waiting room).
     fn broadcast(&mut self, room: &RoomId, except: Option<&ParticipantId>, ev: ParticipantEvent) {
         let Some(r) = self.rooms.get(room) else { return };
+        let session = self.sessions.get(room);
         let mut slow = Vec::new();
         for m in &r.members {
             if Some(&m.info.id) == except {
+                continue;
+            }
+            if !session.and_then(|s| s.people.get(&m.info.id)).is_some_and(|st| st.admitted) {
                 continue;
             }
             if let Some(t) = self.transports.get(&m.transport) {
@@ -981,6 +1358,9 @@ impl Engine {
         if pkt.payload.is_empty() {
             return; // padding-only probe
         }
+        if prod.muted {
+            return; // muted by the mediator: forwarded to nobody
+        }
         if let (Some(ext), RtpCodecKind::Audio) = (prod.audio_level_ext, prod.kind) {
             if let Some(v) = pkt.header.get_extension(ext).and_then(|b| b.first().copied()) {
                 let level = (v & 0x7f) as f32;
@@ -1125,8 +1505,8 @@ impl Engine {
         // Repeat keyframe requests for Consumers still waiting, and deferred ones.
         let mut owners = Vec::new();
         for prod in self.producers.values_mut() {
-            if prod.video.is_none() {
-                continue;
+            if prod.video.is_none() || prod.muted {
+                continue; // a muted track asks for a keyframe when it resumes
             }
             let waiting = prod.consumers.iter().any(|c| {
                 c.needs_keyframe
@@ -1153,11 +1533,16 @@ impl Engine {
     fn evaluate_speakers(&mut self) {
         let mut changes = Vec::new();
         for room in self.rooms.values_mut() {
+            let session = self.sessions.get(&room.id);
+            // Only the main room's speakers: who speaks in a caucus stays in the caucus.
+            let in_main = |p: &Producer| {
+                session.and_then(|s| s.people.get(&p.participant)).is_some_and(|st| st.admitted && st.side.is_none())
+            };
             let loudest = room
                 .producers
                 .iter()
                 .filter_map(|p| self.producers.get(p))
-                .filter(|p| p.kind == RtpCodecKind::Audio && p.level < SPEAKING_THRESHOLD)
+                .filter(|p| p.kind == RtpCodecKind::Audio && p.level < SPEAKING_THRESHOLD && !p.muted && in_main(p))
                 .min_by(|a, b| a.level.total_cmp(&b.level))
                 .map(|p| p.participant.clone());
             if loudest != room.speaker {

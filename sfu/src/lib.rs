@@ -32,6 +32,7 @@ pub use stats::SfuStats;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot};
 
 /// Media settings (`[media]` in the config file, see `docs/interfaces.md`).
@@ -100,6 +101,18 @@ pub enum SfuError {
     /// The media task has stopped.
     #[error("media engine stopped")]
     Stopped,
+    /// A session control from someone who may not use it (only a mediator may).
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// A session control naming a participant who is not in the room.
+    #[error("no participant {0:?} in this room")]
+    NotFound(String),
+    /// The invite token was removed from this room by the mediator.
+    #[error("this invite was removed from the session by the mediator")]
+    Removed,
+    /// A session control with a value that cannot be used (e.g. a side room name).
+    #[error("bad field: {0}")]
+    BadField(&'static str),
 }
 
 impl SfuError {
@@ -113,6 +126,10 @@ impl SfuError {
             SfuError::Glare => "glare",
             SfuError::BadSdp(_) => "bad_sdp",
             SfuError::BadCandidate(_) => "bad_candidate",
+            SfuError::Forbidden(_) => "forbidden",
+            SfuError::NotFound(_) => "not_found",
+            SfuError::Removed => "removed",
+            SfuError::BadField(_) => "bad_field",
         }
     }
 }
@@ -130,6 +147,9 @@ pub struct ParticipantInfo {
     pub audio_muted: bool,
     /// Camera off.
     pub video_muted: bool,
+    /// The side room (caucus, 背靠背) the participant is in; `None` = the main room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side_room: Option<String>,
 }
 
 /// Something one participant's signaling connection must tell its client.
@@ -163,9 +183,120 @@ pub enum ParticipantEvent {
     },
     /// The Transport was closed by the server; the connection should end.
     Closed {
-        /// Why: `replaced`, `ice_failed`, `slow_signaling`, `server_shutdown`.
+        /// Why: `replaced`, `ice_failed`, `slow_signaling`, `server_shutdown`,
+        /// `rejected`, `removed`, `ended`.
         reason: &'static str,
     },
+    /// Mediators only: the whole waiting list, after any change.
+    Waiting {
+        /// Everyone waiting to be admitted.
+        participants: Vec<ParticipantInfo>,
+    },
+    /// Mediators only: someone entered the waiting room.
+    ParticipantWaiting(ParticipantInfo),
+    /// To a waiting participant: the mediator admitted them; these are the
+    /// admitted participants (media follows by server offer).
+    Admitted {
+        /// Everyone admitted, other than the receiver.
+        participants: Vec<ParticipantInfo>,
+    },
+    /// A participant was moved to a side room or back to the main room.
+    Moved {
+        /// Who.
+        id: ParticipantId,
+        /// The side room, or `None` for the main room.
+        to: Option<String>,
+    },
+    /// The mediator stopped (or resumed) forwarding a participant's audio / video.
+    MutedByMediator {
+        /// Whose media.
+        id: ParticipantId,
+        /// Audio is not forwarded.
+        audio: bool,
+        /// Video is not forwarded.
+        video: bool,
+    },
+}
+
+/// One line of a session's event log (`data/sessions/<session>/events.jsonl`),
+/// produced by the media task and written by whoever holds the other end of the
+/// [`EventSink`] (never the media task itself: it must not block on disk).
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionEvent {
+    /// Server time of the action.
+    #[serde(skip)]
+    pub time: SystemTime,
+    /// The session id (the token's `session_id`, else the room id).
+    #[serde(skip)]
+    pub session: String,
+    /// The room.
+    pub room: String,
+    /// Who did it (the participant id).
+    pub actor: String,
+    /// `join`, `leave`, `admit`, `reject`, `mute`, `remove`, `move`, `end_session`.
+    pub action: &'static str,
+    /// Whom it was done to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The actor's role (`join`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// `join`: admitted directly (true) or to the waiting room (false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admitted: Option<bool>,
+    /// `remove`: the mediator's reason; `leave`: `left`, `replaced`, `ice_failed`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `move`: the side room, or `main`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// `mute`: audio not forwarded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio: Option<bool>,
+    /// `mute`: video not forwarded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<bool>,
+}
+
+/// Where the media task sends [`SessionEvent`]s: a bounded channel, written with
+/// `try_send` (an event that finds it full is dropped with a warning, never waited for).
+pub type EventSink = mpsc::Sender<SessionEvent>;
+
+/// Capacity advised for the [`EventSink`] channel.
+pub const EVENT_LOG_QUEUE: usize = 4096;
+
+/// A mediator's session control (see `docs/signaling.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Let a waiting participant in.
+    Admit(ParticipantId),
+    /// Turn a waiting participant away (their connection is closed).
+    Reject(ParticipantId),
+    /// Stop (true) or resume (false) forwarding a participant's audio / video.
+    Mute {
+        /// Whose media.
+        id: ParticipantId,
+        /// Audio not forwarded.
+        audio: bool,
+        /// Video not forwarded.
+        video: bool,
+    },
+    /// Remove a participant; their token cannot rejoin this room.
+    Remove {
+        /// Who.
+        id: ParticipantId,
+        /// Why (logged).
+        reason: String,
+    },
+    /// Move a participant to a side room (`Some(name)`) or the main room (`None`).
+    Move {
+        /// Who (the mediator may move themself).
+        id: ParticipantId,
+        /// Where.
+        to: Option<String>,
+    },
+    /// End the session for everyone (`closed {reason: "ended"}`).
+    EndSession,
 }
 
 /// Capacity of the per-participant event channel; a signaling connection that
@@ -183,6 +314,12 @@ pub struct JoinRequest {
     pub name: String,
     /// Role name.
     pub role: String,
+    /// The invite token's id (`tid`): a removed token cannot rejoin the room.
+    pub token_id: String,
+    /// Skip the waiting room (mediators, and tokens minted with `admitted`).
+    pub admitted: bool,
+    /// The mediation session (event log folder); `None` = the room id.
+    pub session_id: Option<String>,
     /// Where this participant's events go (bounded, see [`EVENT_QUEUE`]).
     pub events: mpsc::Sender<ParticipantEvent>,
 }
@@ -192,8 +329,14 @@ pub struct JoinRequest {
 pub struct JoinReply {
     /// The participant's Transport, named in every later command.
     pub transport: TransportId,
-    /// Everyone else already in the room.
+    /// Everyone else already admitted to the room (empty while waiting).
     pub participants: Vec<ParticipantInfo>,
+    /// The joiner as others see them (with their side room, after a reconnect).
+    pub me: ParticipantInfo,
+    /// The joiner is in the waiting room.
+    pub waiting: bool,
+    /// For a mediator: who is waiting to be admitted.
+    pub waiting_list: Vec<ParticipantInfo>,
 }
 
 /// A trickled ICE candidate from the client (RFC 8839 §5.1 attribute text).
@@ -213,6 +356,7 @@ pub(crate) enum Command {
     Answer(TransportId, String, oneshot::Sender<Result<(), SfuError>>),
     Candidate(TransportId, RemoteCandidate, oneshot::Sender<Result<(), SfuError>>),
     Mute(TransportId, bool, bool),
+    Control(TransportId, Control, oneshot::Sender<Result<(), SfuError>>),
     Leave(TransportId),
     Shutdown,
 }
@@ -233,9 +377,21 @@ impl Sfu {
     /// # Errors
     /// [`SfuError::Bind`] when the socket cannot be bound.
     pub async fn start(config: MediaConfig) -> Result<(Sfu, tokio::task::JoinHandle<()>), SfuError> {
+        Self::start_with_events(config, None).await
+    }
+
+    /// Like [`Sfu::start`], sending every session control and join/leave to `events`
+    /// (the session event log).
+    ///
+    /// # Errors
+    /// [`SfuError::Bind`] when the socket cannot be bound.
+    pub async fn start_with_events(
+        config: MediaConfig,
+        events: Option<EventSink>,
+    ) -> Result<(Sfu, tokio::task::JoinHandle<()>), SfuError> {
         let stats = Arc::new(SfuStats::default());
         let (tx, rx) = mpsc::channel(1024);
-        let engine = engine::Engine::bind(&config, stats.clone(), rx)?;
+        let engine = engine::Engine::bind(&config, stats.clone(), rx, events)?;
         let local_addr = engine.local_addr();
         let advertised = engine.advertised_addr();
         let handle = tokio::spawn(engine.run());
@@ -302,6 +458,16 @@ impl Sfu {
     /// Records and announces a participant's mute state.
     pub async fn mute(&self, t: TransportId, audio: bool, video: bool) {
         let _ = self.tx.send(Command::Mute(t, audio, video)).await;
+    }
+
+    /// A mediator's session control, checked and applied by the media task.
+    ///
+    /// # Errors
+    /// [`SfuError::Forbidden`] unless the Transport is a mediator's;
+    /// [`SfuError::NotFound`] for an unknown participant; [`SfuError::WrongState`]
+    /// (e.g. admitting someone not waiting); [`SfuError::BadField`] for a bad side room.
+    pub async fn control(&self, t: TransportId, c: Control) -> Result<(), SfuError> {
+        self.call(|r| Command::Control(t, c, r)).await
     }
 
     /// Leaves the room: the Transport closes and its Producers end for everyone.

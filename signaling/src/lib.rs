@@ -2,6 +2,7 @@
 //! invite tokens, and the per-connection state machine that drives the SFU through
 //! its [`Sfu`](fengqiao_sfu::Sfu) handle.
 
+pub mod events;
 pub mod invite;
 pub mod protocol;
 mod session;

@@ -52,6 +52,12 @@ pub enum ErrorCode {
     BadSdp,
     /// The ICE candidate could not be parsed.
     BadCandidate,
+    /// A session control from a participant who is not the mediator.
+    Forbidden,
+    /// A session control naming a participant who is not in the room.
+    NotFound,
+    /// The invite was removed from this session by the mediator.
+    Removed,
     /// A server-side failure.
     Internal,
 }
@@ -66,6 +72,10 @@ impl ErrorCode {
             "glare" => Self::Glare,
             "bad_sdp" => Self::BadSdp,
             "bad_candidate" => Self::BadCandidate,
+            "forbidden" => Self::Forbidden,
+            "not_found" => Self::NotFound,
+            "removed" => Self::Removed,
+            "bad_field" => Self::BadField,
             _ => Self::Internal,
         }
     }
@@ -107,6 +117,42 @@ pub enum ClientMessage {
         /// Camera off.
         video: bool,
     },
+    /// Mediator: admit a waiting participant.
+    Admit {
+        /// Participant id.
+        id: String,
+    },
+    /// Mediator: turn a waiting participant away.
+    Reject {
+        /// Participant id.
+        id: String,
+    },
+    /// Mediator: stop (true) or resume (false) forwarding someone's audio / video
+    /// (`mute` with an `id`).
+    MuteOther {
+        /// Participant id.
+        id: String,
+        /// Audio not forwarded.
+        audio: bool,
+        /// Video not forwarded.
+        video: bool,
+    },
+    /// Mediator: remove a participant; their invite cannot rejoin.
+    Remove {
+        /// Participant id.
+        id: String,
+        /// Why (logged); may be empty.
+        reason: String,
+    },
+    /// Mediator: move a participant to a side room, or back with `to: "main"`.
+    Move {
+        /// Participant id (may be the mediator's own).
+        id: String,
+        /// `main` or a side room name.
+        to: String,
+    },
+    /// Mediator: end the session for everyone.
+    EndSession,
     /// Leave the room; the server answers `left` and closes.
     Leave,
     /// Keep-alive; answered with `pong`.
@@ -206,7 +252,28 @@ pub fn parse_client(text: &str) -> Result<ClientMessage, ParseError> {
             };
             ClientMessage::Candidate { candidate: field_str(&obj, "candidate", t)?, sdp_mid, sdp_mline_index }
         }
-        "mute" => ClientMessage::Mute { audio: field_bool(&obj, "audio", t)?, video: field_bool(&obj, "video", t)? },
+        "mute" => match obj.get("id") {
+            None | Some(Value::Null) => {
+                ClientMessage::Mute { audio: field_bool(&obj, "audio", t)?, video: field_bool(&obj, "video", t)? }
+            }
+            Some(_) => ClientMessage::MuteOther {
+                id: field_str(&obj, "id", t)?,
+                audio: field_bool(&obj, "audio", t)?,
+                video: field_bool(&obj, "video", t)?,
+            },
+        },
+        "admit" => ClientMessage::Admit { id: field_str(&obj, "id", t)? },
+        "reject" => ClientMessage::Reject { id: field_str(&obj, "id", t)? },
+        "remove" => ClientMessage::Remove {
+            id: field_str(&obj, "id", t)?,
+            reason: match obj.get("reason") {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(r)) => r.clone(),
+                Some(_) => return Err(bad_field(t, "field `reason` must be a string".into())),
+            },
+        },
+        "move" => ClientMessage::Move { id: field_str(&obj, "id", t)?, to: field_str(&obj, "to", t)? },
+        "end_session" => ClientMessage::EndSession,
         "leave" => ClientMessage::Leave,
         "ping" => ClientMessage::Ping,
         other => {
@@ -239,6 +306,41 @@ pub enum ServerMessage {
         /// Session id from the invite, if any.
         #[serde(skip_serializing_if = "Option::is_none")]
         session_id: Option<String>,
+        /// In the waiting room: nobody sees or hears this participant until a
+        /// mediator admits them (`admitted` follows).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        waiting: bool,
+    },
+    /// Mediators: the whole waiting list (on join and after every change).
+    Waiting {
+        /// Everyone waiting.
+        participants: Vec<ParticipantInfo>,
+    },
+    /// Mediators: someone entered the waiting room.
+    ParticipantWaiting {
+        /// Who.
+        participant: ParticipantInfo,
+    },
+    /// To a waiting participant: admitted; everyone admitted so far.
+    Admitted {
+        /// The admitted participants.
+        participants: Vec<ParticipantInfo>,
+    },
+    /// Someone was moved to a side room, or back to the main room (`to: "main"`).
+    Moved {
+        /// Who.
+        id: String,
+        /// `main` or the side room name.
+        to: String,
+    },
+    /// The mediator stopped (true) or resumed (false) forwarding someone's media.
+    MutedByMediator {
+        /// Whose.
+        id: String,
+        /// Audio not forwarded.
+        audio: bool,
+        /// Video not forwarded.
+        video: bool,
     },
     /// The answer to the client's offer.
     Answer {
@@ -315,6 +417,21 @@ mod tests {
         assert!(e.message.contains("video"));
         let big = format!(r#"{{"type":"offer","sdp":"{}"}}"#, "x".repeat(MAX_MESSAGE));
         assert_eq!(parse_client(&big).unwrap_err().code, ErrorCode::TooLarge);
+        assert_eq!(
+            parse_client(r#"{"type":"mute","id":"a1","audio":true,"video":false}"#).unwrap(),
+            ClientMessage::MuteOther { id: "a1".into(), audio: true, video: false }
+        );
+        assert_eq!(
+            parse_client(r#"{"type":"move","id":"a1","to":"main"}"#).unwrap(),
+            ClientMessage::Move { id: "a1".into(), to: "main".into() }
+        );
+        assert_eq!(
+            parse_client(r#"{"type":"remove","id":"a1"}"#).unwrap(),
+            ClientMessage::Remove { id: "a1".into(), reason: String::new() }
+        );
+        assert_eq!(parse_client(r#"{"type":"admit"}"#).unwrap_err().code, ErrorCode::BadField);
+        assert_eq!(parse_client(r#"{"type":"move","id":"a1"}"#).unwrap_err().code, ErrorCode::BadField);
+        assert_eq!(parse_client(r#"{"type":"end_session"}"#).unwrap(), ClientMessage::EndSession);
         assert!(matches!(
             parse_client(r#"{"type":"candidate","candidate":"","sdpMid":null,"sdpMLineIndex":0}"#).unwrap(),
             ClientMessage::Candidate { sdp_mline_index: Some(0), .. }

@@ -18,8 +18,9 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use crate::invite::Role;
 use fengqiao_sfu::{
-    JoinRequest, ParticipantEvent, ParticipantId, RemoteCandidate, RoomId, Sfu, SfuError, TransportId,
+    Control, JoinRequest, ParticipantEvent, ParticipantId, RemoteCandidate, RoomId, Sfu, SfuError, TransportId,
     EVENT_QUEUE,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -75,6 +76,7 @@ struct Joined {
     transport: TransportId,
     room: RoomId,
     participant: ParticipantId,
+    role: Role,
 }
 
 struct Connection {
@@ -213,27 +215,35 @@ impl Connection {
                     participant: participant.clone(),
                     name: claims.name.clone(),
                     role: claims.role.as_str().to_owned(),
+                    token_id: claims.tid.clone(),
+                    // The mediator hosts: never waits. Others wait unless the issuer said so.
+                    admitted: claims.admitted || claims.role == Role::Mediator,
+                    session_id: claims.session_id.clone(),
                     events,
                 };
                 match sfu.join(req).await {
                     Ok(reply) => {
-                        info!(room = %room, participant = %participant, role = claims.role.as_str(), "joined");
-                        let me = fengqiao_sfu::ParticipantInfo {
-                            id: participant.clone(),
-                            name: claims.name,
-                            role: claims.role.as_str().to_owned(),
-                            audio_muted: false,
-                            video_muted: false,
-                        };
-                        self.joined = Some(Joined { transport: reply.transport, room: room.clone(), participant });
+                        info!(room = %room, participant = %participant, role = claims.role.as_str(),
+                            waiting = reply.waiting, "joined");
+                        let is_mediator = claims.role == Role::Mediator;
+                        self.joined = Some(Joined {
+                            transport: reply.transport,
+                            room: room.clone(),
+                            participant,
+                            role: claims.role,
+                        });
                         out.push(ServerMessage::Joined {
                             v: PROTOCOL_VERSION,
                             room: room.to_string(),
-                            me,
+                            me: reply.me,
                             participants: reply.participants,
                             case_id: claims.case_id,
                             session_id: claims.session_id,
+                            waiting: reply.waiting,
                         });
+                        if is_mediator {
+                            out.push(ServerMessage::Waiting { participants: reply.waiting_list });
+                        }
                     }
                     Err(e) => out.push(sfu_error(e, "join")),
                 }
@@ -245,6 +255,31 @@ impl Connection {
                     return Flow::Continue;
                 };
                 let t = j.transport;
+                let control = match &other {
+                    ClientMessage::Admit { id } => Some(Control::Admit(id.as_str().into())),
+                    ClientMessage::Reject { id } => Some(Control::Reject(id.as_str().into())),
+                    ClientMessage::MuteOther { id, audio, video } => {
+                        Some(Control::Mute { id: id.as_str().into(), audio: *audio, video: *video })
+                    }
+                    ClientMessage::Remove { id, reason } => {
+                        Some(Control::Remove { id: id.as_str().into(), reason: reason.clone() })
+                    }
+                    ClientMessage::Move { id, to } => Some(Control::Move {
+                        id: id.as_str().into(),
+                        to: if to == "main" { None } else { Some(to.clone()) },
+                    }),
+                    ClientMessage::EndSession => Some(Control::EndSession),
+                    _ => None,
+                };
+                if let Some(c) = control {
+                    let re = type_name(&other);
+                    if j.role != Role::Mediator {
+                        out.push(error(ErrorCode::Forbidden, "only the mediator may do this", Some(re)));
+                    } else if let Err(e) = sfu.control(t, c).await {
+                        out.push(sfu_error(e, re));
+                    }
+                    return Flow::Continue;
+                }
                 match other {
                     ClientMessage::Offer { sdp } => match sfu.offer(t, sdp).await {
                         Ok(answer) => out.push(ServerMessage::Answer { sdp: answer }),
@@ -269,7 +304,14 @@ impl Connection {
                         out.push(ServerMessage::Left);
                         return Flow::Close;
                     }
-                    ClientMessage::Join { .. } | ClientMessage::Ping => {}
+                    ClientMessage::Join { .. }
+                    | ClientMessage::Ping
+                    | ClientMessage::Admit { .. }
+                    | ClientMessage::Reject { .. }
+                    | ClientMessage::MuteOther { .. }
+                    | ClientMessage::Remove { .. }
+                    | ClientMessage::Move { .. }
+                    | ClientMessage::EndSession => {}
                 }
             }
         }
@@ -283,7 +325,12 @@ fn type_name(m: &ClientMessage) -> &'static str {
         ClientMessage::Offer { .. } => "offer",
         ClientMessage::Answer { .. } => "answer",
         ClientMessage::Candidate { .. } => "candidate",
-        ClientMessage::Mute { .. } => "mute",
+        ClientMessage::Mute { .. } | ClientMessage::MuteOther { .. } => "mute",
+        ClientMessage::Admit { .. } => "admit",
+        ClientMessage::Reject { .. } => "reject",
+        ClientMessage::Remove { .. } => "remove",
+        ClientMessage::Move { .. } => "move",
+        ClientMessage::EndSession => "end_session",
         ClientMessage::Leave => "leave",
         ClientMessage::Ping => "ping",
     }
@@ -301,6 +348,15 @@ fn event_message(ev: ParticipantEvent) -> (ServerMessage, bool) {
             (ServerMessage::ActiveSpeaker { id: id.map(|i| i.to_string()) }, false)
         }
         ParticipantEvent::Closed { reason } => (ServerMessage::Closed { reason: reason.to_owned() }, true),
+        ParticipantEvent::Waiting { participants } => (ServerMessage::Waiting { participants }, false),
+        ParticipantEvent::ParticipantWaiting(p) => (ServerMessage::ParticipantWaiting { participant: p }, false),
+        ParticipantEvent::Admitted { participants } => (ServerMessage::Admitted { participants }, false),
+        ParticipantEvent::Moved { id, to } => {
+            (ServerMessage::Moved { id: id.to_string(), to: to.unwrap_or_else(|| "main".to_owned()) }, false)
+        }
+        ParticipantEvent::MutedByMediator { id, audio, video } => {
+            (ServerMessage::MutedByMediator { id: id.to_string(), audio, video }, false)
+        }
     }
 }
 

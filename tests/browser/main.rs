@@ -51,11 +51,25 @@ fn main() {
     let browsers = std::env::var("FQ_BROWSERS").unwrap_or_else(|_| "chromium,firefox".into());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (mut passed, mut failed) = (0, 0);
+    let mut cases: Vec<(String, &str, bool)> = Vec::new();
     for b in browsers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let name = format!("two_tabs_see_and_hear_each_other_{b}");
+        cases.push((format!("two_tabs_see_and_hear_each_other_{b}"), b, false));
+        if b == "chromium" {
+            cases.push((format!("waiting_room_admit_and_caucus_{b}"), b, true));
+        }
+    }
+    for (name, b, waiting) in &cases {
+        let (name, b) = (name.as_str(), *b);
         println!("test {name} ...");
         let r = rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(120), two_tabs(b)).await.unwrap_or_else(|_| Err("timed out after 120 s".into()))
+            let run = async {
+                if *waiting {
+                    waiting_room(b).await
+                } else {
+                    two_tabs(b).await
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(120), run).await.unwrap_or_else(|_| Err("timed out after 120 s".into()))
         });
         match r {
             Ok(()) => {
@@ -220,7 +234,10 @@ async fn two_tabs(browser: &str) -> Result<(), String> {
     for (i, (pid, name, role)) in people.iter().enumerate() {
         let profile = if i == 0 { profiles.0.path() } else { profiles.1.path() };
         let c = open(browser, &drivers[i], profile, &server.public_url).await?;
-        let url = server.invite_url(&server::claims(room, pid, name, *role, 3600));
+        // Pre-admitted: this flow is about media, not the waiting room.
+        let mut claims = server::claims(room, pid, name, *role, 3600);
+        claims.admitted = true;
+        let url = server.invite_url(&claims);
         c.goto(&url).await.map_err(|e| format!("goto: {e}"))?;
         tabs.push(c);
     }
@@ -344,6 +361,134 @@ async fn two_tabs(browser: &str) -> Result<(), String> {
         .for_element(Locator::Css(&format!(".grid:not(:has(video[data-participant-id='{}']))", other(0))))
         .await
         .map_err(|e| format!("tile of the leaver stayed: {e}"))?;
+    for c in tabs {
+        let _ = c.close().await;
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Waits until tab `c` decodes video from `pid` (more frames than `above`) and gets audio.
+async fn sees(c: &Client, pid: &str, above: u64, within: Duration) -> Result<u64, String> {
+    let deadline = Instant::now() + within;
+    let mut poll = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        poll.tick().await;
+        let s = stats(c).await?;
+        let frames = s[pid]["framesDecoded"].as_u64().unwrap_or(0);
+        if frames > above && s[pid]["audioPackets"].as_u64().unwrap_or(0) > 0 {
+            return Ok(frames);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no media from {pid} within {within:?}: {s}"));
+        }
+    }
+}
+
+async fn click(c: &Client, css: &str, within: Duration) -> Result<(), String> {
+    c.wait()
+        .at_most(within)
+        .for_element(Locator::Css(css))
+        .await
+        .map_err(|e| format!("{css}: {e}"))?
+        .click()
+        .await
+        .map_err(|e| format!("click {css}: {e}"))?;
+    Ok(())
+}
+
+/// A party (token without `admitted`) waits; the mediator admits them by clicking in
+/// the page; both see each other. Then the mediator moves the party to a side room
+/// (the party no longer sees the mediator's tile) and back.
+async fn waiting_room(browser: &str) -> Result<(), String> {
+    let (server, _dir) = start_server().await?;
+    let drivers = [start_driver(browser).await?, start_driver(browser).await?];
+    let profiles = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let room = "browser-waiting";
+    let people = [("m1", "王调解员", Role::Mediator), ("a1", "张三", Role::Applicant)];
+    let mut tabs = Vec::new();
+    for (i, (pid, name, role)) in people.iter().enumerate() {
+        let profile = if i == 0 { profiles.0.path() } else { profiles.1.path() };
+        let c = open(browser, &drivers[i], profile, &server.public_url).await?;
+        let url = server.invite_url(&server::claims(room, pid, name, *role, 3600)); // not pre-admitted
+        c.goto(&url).await.map_err(|e| format!("goto: {e}"))?;
+        tabs.push(c);
+    }
+    let (med, party) = (&tabs[0], &tabs[1]);
+    for c in &tabs {
+        click(c, "[data-action=join]:not([disabled])", Duration::from_secs(15)).await?;
+    }
+    // The party sees the waiting notice and its own preview; the mediator the list.
+    party
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#waiting-notice:not([hidden])"))
+        .await
+        .map_err(|e| format!("no waiting notice: {e}"))?;
+    party.find(Locator::Css("video[data-self=true]")).await.map_err(|e| format!("no own preview: {e}"))?;
+    med.find(Locator::Css("[data-action=end-session]:not([hidden])")).await.map_err(|e| format!("no end-session: {e}"))?;
+    shot(party, browser, "waiting-party").await;
+    // Nothing flows while waiting: wait until the waiting list shows a1, then check.
+    med.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#waiting-list [data-action=admit][data-target=a1]"))
+        .await
+        .map_err(|e| format!("a1 not in the waiting list: {e}"))?;
+    shot(med, browser, "waiting-mediator").await;
+    let s = stats(party).await?;
+    if s.as_object().is_some_and(|o| !o.is_empty()) {
+        return Err(format!("a waiting party has remote media: {s}"));
+    }
+    let t0 = Instant::now();
+    click(med, "#waiting-list [data-action=admit][data-target=a1]", Duration::from_secs(5)).await?;
+    let f_party = sees(party, "m1", 0, Duration::from_secs(15)).await?;
+    let f_med = sees(med, "a1", 0, Duration::from_secs(15)).await?;
+    eprintln!("{browser}: admit click → both decode video in {:?}", t0.elapsed());
+    party
+        .wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css("#waiting-notice[hidden]"))
+        .await
+        .map_err(|e| format!("waiting notice stayed: {e}"))?;
+    // Per-tile controls on the mediator's page.
+    for a in ["mute", "remove", "move"] {
+        med.find(Locator::Css(&format!(".tile[data-tile=a1] [data-action={a}]")))
+            .await
+            .map_err(|e| format!("no {a} control on a1's tile: {e}"))?;
+    }
+    shot(med, browser, "admitted-mediator").await;
+    // Caucus: move a1 to a side room; its page hides the mediator (other room).
+    med.execute(
+        "document.querySelector('.tile[data-tile=a1] select[data-role=move-target]').value = 'applicant-room'; return true",
+        vec![],
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    click(med, ".tile[data-tile=a1] [data-action=move]", Duration::from_secs(5)).await?;
+    party
+        .wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css(".tile[data-tile=m1][hidden]"))
+        .await
+        .map_err(|e| format!("mediator tile still shown in the side room: {e}"))?;
+    shot(party, browser, "caucus-party").await;
+    med.execute(
+        "document.querySelector('.tile[data-tile=a1] select[data-role=move-target]').value = 'main'; return true",
+        vec![],
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    click(med, ".tile[data-tile=a1] [data-action=move]", Duration::from_secs(5)).await?;
+    party
+        .wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css(".tile[data-tile=m1]:not([hidden])"))
+        .await
+        .map_err(|e| format!("mediator tile not back: {e}"))?;
+    // Back in the main room, new Consumers: frames decode again from the new tracks.
+    sees(party, "m1", 0, Duration::from_secs(10)).await?;
+    sees(med, "a1", 0, Duration::from_secs(10)).await?;
+    let _ = (f_party, f_med);
     for c in tabs {
         let _ = c.close().await;
     }

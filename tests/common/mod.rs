@@ -68,9 +68,17 @@ pub fn ws_url(s: &Running) -> String {
     format!("ws://{}/ws", s.http_addr)
 }
 
+/// An applicant's invite that skips the waiting room (`admitted: true`).
 pub fn token(s: &Running, room: &str, pid: &str, name: &str) -> String {
     use fengqiao_signaling::invite::Role;
-    s.key.mint(&server::claims(room, pid, name, Role::Applicant, 3600))
+    let mut c = server::claims(room, pid, name, Role::Applicant, 3600);
+    c.admitted = true;
+    s.key.mint(&c)
+}
+
+/// An invite for `role` that goes through the waiting room (unless `role` is mediator).
+pub fn token_as(s: &Running, room: &str, pid: &str, role: fengqiao_signaling::invite::Role) -> String {
+    s.key.mint(&server::claims(room, pid, pid, role, 3600))
 }
 
 pub async fn ws_connect(s: &Running) -> Ws {
@@ -113,6 +121,8 @@ pub struct Received {
     pub ended: HashSet<(String, RtpCodecKind)>,
     /// Signaling events seen (type, id).
     pub events: Vec<(String, String)>,
+    /// Every server message after `joined`, in order (active_speaker and pong skipped).
+    pub msgs: Vec<Value>,
 }
 
 pub struct Client {
@@ -129,6 +139,10 @@ pub struct Client {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// When the last server offer was answered.
     pub last_renegotiation: Arc<Mutex<Option<Instant>>>,
+    /// The `joined` message.
+    pub joined: Value,
+    /// The signaling WebSocket has ended (closed by the server or by `leave`).
+    pub ws_closed: Arc<AtomicBool>,
 }
 
 struct Handler {
@@ -243,6 +257,7 @@ impl Client {
             .unwrap()
             .with(Slot::from(TAP_SLOT), KeyframeRequestTap::default());
         let received = Arc::new(Mutex::new(Received::default()));
+        let ws_closed = Arc::new(AtomicBool::new(false));
         let (gtx, mut grx) = mpsc::channel(1);
         let connected = Arc::new(AtomicBool::new(false));
         let handler = Arc::new(Handler {
@@ -271,7 +286,15 @@ impl Client {
         let _ = tokio::time::timeout(Duration::from_secs(5), grx.recv()).await;
         let sdp = pc.local_description().await.unwrap().sdp;
         send_json(&mut ws, json!({"type": "offer", "sdp": sdp})).await;
-        let answer = recv_json(&mut ws, Duration::from_secs(5)).await;
+        // Other messages (e.g. a mediator's `waiting` list) may come before the answer.
+        let mut early = Vec::new();
+        let answer = loop {
+            let m = recv_json(&mut ws, Duration::from_secs(5)).await;
+            if m["type"] == "answer" || m["type"] == "error" || m["type"] == "__closed" {
+                break m;
+            }
+            early.push(m);
+        };
         assert_eq!(answer["type"], "answer", "offer reply: {answer}");
         pc.set_remote_description(RTCSessionDescription::answer(answer["sdp"].as_str().unwrap().to_owned()).unwrap())
             .await
@@ -285,18 +308,27 @@ impl Client {
         let (out_tx, mut out_rx) = mpsc::channel::<Value>(64);
         let mut tasks = Vec::new();
 
+        received.lock().unwrap().msgs.extend(early);
         // Signaling loop: answer server offers, record events, send what tests ask.
         {
             let pc = pc.clone();
             let received = received.clone();
             let last = last_renegotiation.clone();
+            let closed = ws_closed.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         m = ws.next() => {
-                            let Some(Ok(Message::Text(t))) = m else { break };
+                            let t = match m {
+                                Some(Ok(Message::Text(t))) => t,
+                                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                                _ => break,
+                            };
                             let v: Value = serde_json::from_str(&t).unwrap();
                             let ty = v["type"].as_str().unwrap_or("").to_owned();
+                            if ty != "active_speaker" && ty != "pong" {
+                                received.lock().unwrap().msgs.push(v.clone());
+                            }
                             match ty.as_str() {
                                 "offer" => {
                                     let o = RTCSessionDescription::offer(v["sdp"].as_str().unwrap().to_owned()).unwrap();
@@ -311,6 +343,7 @@ impl Client {
                                 "participant_left" => received.lock().unwrap().events.push((ty, v["id"].as_str().unwrap_or("").into())),
                                 "participant_joined" => received.lock().unwrap().events.push((ty, v["participant"]["id"].as_str().unwrap_or("").into())),
                                 "error" => received.lock().unwrap().events.push((ty, v["code"].as_str().unwrap_or("").into())),
+                                "closed" => received.lock().unwrap().events.push((ty, v["reason"].as_str().unwrap_or("").into())),
                                 _ => received.lock().unwrap().events.push((ty, String::new())),
                             }
                         }
@@ -326,6 +359,7 @@ impl Client {
                         }
                     }
                 }
+                closed.store(true, Ordering::SeqCst);
             }));
         }
         // Keyframe requests reaching the video sender.
@@ -419,7 +453,24 @@ impl Client {
             connected,
             tasks,
             last_renegotiation,
+            joined,
+            ws_closed,
         }
+    }
+
+    /// Whether any server message so far satisfies `pred`.
+    pub fn saw(&self, pred: impl Fn(&Value) -> bool) -> bool {
+        self.received.lock().unwrap().msgs.iter().any(pred)
+    }
+
+    /// Server messages of type `ty` so far.
+    pub fn msgs_of(&self, ty: &str) -> Vec<Value> {
+        self.received.lock().unwrap().msgs.iter().filter(|m| m["type"] == ty).cloned().collect()
+    }
+
+    /// Every media packet this client has received, from anyone.
+    pub fn total_received(&self) -> usize {
+        self.received.lock().unwrap().payloads.values().map(Vec::len).sum()
     }
 
     /// Packets received from `from` of `kind`.

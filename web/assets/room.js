@@ -12,6 +12,12 @@ const I18N = {
     connecting: "正在连接…", connected: "已连接", reconnecting: "连接中断", waitingVideo: "等待视频…",
     you: "我", leftTitle: "您已离开调解会议", endedTitle: "调解会议已结束",
     roles: { mediator: "调解员", applicant: "申请人", respondent: "被申请人", agent: "代理人", observer: "旁听" },
+    waitingTitle: "请稍候，调解员将允许您进入调解。", waitingHint: "在此之前，其他人看不到也听不到您；您只能看到自己的画面。",
+    waitingList: "等候室", waitingEmpty: "没有人在等候。", admit: "允许进入", reject: "拒绝",
+    forceMute: "静音", forceUnmute: "取消静音", remove: "移出", move: "移至", endSession: "结束调解",
+    mainRoom: "主调解室", sideApplicant: "申请人单独调解室", sideRespondent: "被申请人单独调解室", youAreIn: "您所在：",
+    mutedByMediator: "调解员已将您静音，其他人暂时听不到您。", videoMutedByMediator: "调解员已暂停转发您的视频。",
+    removeReason: "移出原因（将记入调解记录）：", confirmEnd: "确定结束本次调解？所有人将离开会议。",
     err: {
       insecure: "此页面未通过安全连接（HTTPS）打开，浏览器不允许使用摄像头和麦克风。请使用 https:// 开头的邀请链接。",
       permission: "无法使用摄像头或麦克风：浏览器拒绝了权限。请在地址栏的网站设置中允许摄像头和麦克风，然后刷新页面。",
@@ -24,6 +30,8 @@ const I18N = {
       replaced: "您已在另一个窗口加入此会议。",
       ice_failed: "媒体连接失败，请检查网络后重新加入。",
       server_shutdown: "服务器正在维护，会议暂停。",
+      rejected: "调解员未允许您进入本次调解。", removed: "您已被调解员移出本次调解。", ended: "调解员已结束本次调解。",
+      forbidden: "只有调解员可以进行此操作。",
     },
   },
   en: {
@@ -35,6 +43,12 @@ const I18N = {
     connecting: "Connecting…", connected: "Connected", reconnecting: "Connection lost", waitingVideo: "Waiting for video…",
     you: "me", leftTitle: "You have left the session", endedTitle: "The session has ended",
     roles: { mediator: "Mediator", applicant: "Applicant", respondent: "Respondent", agent: "Agent", observer: "Observer" },
+    waitingTitle: "Please wait: the mediator will let you in.", waitingHint: "Until then nobody sees or hears you; you see only your own picture.",
+    waitingList: "Waiting room", waitingEmpty: "Nobody is waiting.", admit: "Admit", reject: "Reject",
+    forceMute: "Mute", forceUnmute: "Unmute", remove: "Remove", move: "Move to", endSession: "End session",
+    mainRoom: "Main room", sideApplicant: "Applicant's side room", sideRespondent: "Respondent's side room", youAreIn: "You are in: ",
+    mutedByMediator: "The mediator muted you; others cannot hear you for now.", videoMutedByMediator: "The mediator paused your video.",
+    removeReason: "Reason for removal (goes into the session record):", confirmEnd: "End this session? Everyone will leave.",
     err: {
       insecure: "This page was not opened over a secure connection (HTTPS), so the browser blocks camera and microphone. Use an https:// invite link.",
       permission: "Camera or microphone permission was denied. Allow them in the site settings and reload.",
@@ -47,6 +61,8 @@ const I18N = {
       replaced: "You joined this session from another window.",
       ice_failed: "The media connection failed. Check your network and join again.",
       server_shutdown: "The server is going down for maintenance; the session is paused.",
+      rejected: "The mediator did not admit you to this session.", removed: "The mediator removed you from this session.",
+      ended: "The mediator ended the session.", forbidden: "Only the mediator can do that.",
     },
   },
 };
@@ -69,6 +85,7 @@ try {
 const state = {
   ws: null, pc: null, local: null, me: null, participants: new Map(), streams: new Map(),
   audioMuted: false, videoMuted: false, queue: Promise.resolve(), joinedAt: 0, firstFrameAt: 0, left: false,
+  waiting: false, myRoom: null, forced: new Map(), waitingList: [],
 };
 window.fq = {
   state,
@@ -202,8 +219,11 @@ function tile(pid, name, role, self) {
   r.textContent = (t("roles") || {})[role] || role || "";
   const m = document.createElement("span");
   m.className = "mic-off"; m.textContent = "🔇"; m.hidden = true;
-  label.append(n, r, m);
+  const where = document.createElement("span");
+  where.className = "room-tag";
+  label.append(n, r, m, where);
   el.append(v, label);
+  modControls(el, pid, self);
   if (!self) {
     const w = document.createElement("div");
     w.className = "waiting"; w.textContent = t("waitingVideo");
@@ -215,6 +235,105 @@ function tile(pid, name, role, self) {
   }
   $("grid").appendChild(el);
   return el;
+}
+
+// ------------------------------------------------------- session controls
+
+const SIDE_ROOMS = ["main", "applicant-room", "respondent-room"];
+function isMediator() { return !!state.me && state.me.role === "mediator"; }
+function roomName(r) {
+  if (!r || r === "main") return t("mainRoom");
+  if (r === "applicant-room") return t("sideApplicant");
+  if (r === "respondent-room") return t("sideRespondent");
+  return r;
+}
+
+function button(label, action, target, onClick) {
+  const b = document.createElement("button");
+  b.type = "button"; b.textContent = label; b.dataset.action = action; b.dataset.target = target;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+// The mediator's per-tile controls: mute, remove (others only) and move (anyone, self too).
+function modControls(el, pid, self) {
+  if (!isMediator() || el.querySelector(".mod")) return;
+  const box = document.createElement("div");
+  box.className = "mod";
+  if (!self) {
+    box.append(
+      button(t("forceMute"), "mute", pid, () => {
+        const f = state.forced.get(pid) || { audio: false, video: false };
+        send({ type: "mute", id: pid, audio: !f.audio, video: f.video });
+      }),
+      button(t("remove"), "remove", pid, () => {
+        const reason = window.prompt(t("removeReason"), "");
+        if (reason !== null) send({ type: "remove", id: pid, reason });
+      }),
+    );
+  }
+  const sel = document.createElement("select");
+  sel.dataset.role = "move-target";
+  for (const r of SIDE_ROOMS) {
+    const o = document.createElement("option");
+    o.value = r; o.textContent = roomName(r);
+    sel.appendChild(o);
+  }
+  box.append(sel, button(t("move"), "move", pid, () => send({ type: "move", id: pid, to: sel.value })));
+  el.appendChild(box);
+}
+
+// Who is shown: a party sees the people of their own room only; the mediator sees all,
+// each tagged with their room.
+function refreshTiles() {
+  for (const el of document.querySelectorAll(".tile")) {
+    const pid = el.dataset.tile;
+    const self = state.me && pid === state.me.id;
+    const p = self ? state.me : state.participants.get(pid);
+    const r = (p && p.side_room) || null;
+    if (self) el.hidden = false;
+    else el.hidden = !isMediator() && r !== state.myRoom;
+    const tag = el.querySelector(".room-tag");
+    if (tag) tag.textContent = r ? "· " + roomName(r) : "";
+    const sel = el.querySelector("select[data-role=move-target]");
+    if (sel && document.activeElement !== sel) {
+      const v = r || "main";
+      if (![...sel.options].some((o) => o.value === v)) {
+        const o = document.createElement("option"); o.value = v; o.textContent = roomName(v); sel.appendChild(o);
+      }
+      sel.value = v;
+    }
+  }
+  const where = $("where");
+  where.hidden = state.waiting || !state.me;
+  where.textContent = t("youAreIn") + roomName(state.myRoom);
+}
+
+function renderWaiting(list) {
+  state.waitingList = list;
+  const ul = $("waiting-list");
+  ul.innerHTML = "";
+  for (const p of list) {
+    const li = document.createElement("li");
+    li.dataset.waiting = p.id;
+    const n = document.createElement("strong"); n.textContent = p.name;
+    const r = document.createElement("span"); r.className = "role"; r.textContent = (t("roles") || {})[p.role] || p.role;
+    li.append(n, r,
+      button(t("admit"), "admit", p.id, () => send({ type: "admit", id: p.id })),
+      button(t("reject"), "reject", p.id, () => send({ type: "reject", id: p.id })));
+    ul.appendChild(li);
+  }
+  $("waiting-empty").hidden = list.length > 0;
+}
+
+function showModeration() {
+  const f = state.me && state.forced.get(state.me.id);
+  const box = $("moderation-notice");
+  const lines = [];
+  if (f && f.audio) lines.push(t("mutedByMediator"));
+  if (f && f.video) lines.push(t("videoMutedByMediator"));
+  box.textContent = lines.join(" ");
+  box.hidden = lines.length === 0;
 }
 
 function removeTile(pid) {
@@ -232,6 +351,7 @@ function onTrack(ev) {
   ev.track.addEventListener("ended", () => stream.removeTrack(ev.track));
   const p = state.participants.get(pid) || { name: pid, role: "" };
   const el = tile(pid, p.name, p.role, false);
+  refreshTiles();
   const v = el.querySelector("video");
   if (v.srcObject !== stream) v.srcObject = stream;
   v.play().catch(() => {});
@@ -241,11 +361,49 @@ async function handle(msg) {
   switch (msg.type) {
     case "joined": {
       state.me = msg.me;
+      state.myRoom = msg.me.side_room || null;
+      state.waiting = !!msg.waiting;
       state.joinedAt = performance.now();
+      $("waiting-notice").hidden = !state.waiting;
+      $("waiting-panel").hidden = !isMediator();
+      $("end-session").hidden = !isMediator();
       for (const p of msg.participants) { state.participants.set(p.id, p); tile(p.id, p.name, p.role, false); }
       const self = tile(msg.me.id, msg.me.name, msg.me.role, true);
       self.querySelector("video").srcObject = state.local;
+      refreshTiles();
       await startPeer();
+      break;
+    }
+    case "waiting":
+      renderWaiting(msg.participants);
+      break;
+    case "participant_waiting":
+      if (!state.waitingList.some((p) => p.id === msg.participant.id)) renderWaiting([...state.waitingList, msg.participant]);
+      break;
+    case "admitted":
+      state.waiting = false;
+      $("waiting-notice").hidden = true;
+      for (const p of msg.participants) { state.participants.set(p.id, p); tile(p.id, p.name, p.role, false); }
+      refreshTiles();
+      break;
+    case "moved": {
+      const to = msg.to === "main" ? null : msg.to;
+      if (state.me && msg.id === state.me.id) { state.myRoom = to; state.me.side_room = to; }
+      const p = state.participants.get(msg.id);
+      if (p) p.side_room = to;
+      refreshTiles();
+      break;
+    }
+    case "muted_by_mediator": {
+      state.forced.set(msg.id, { audio: msg.audio, video: msg.video });
+      const el = document.querySelector(`.tile[data-tile="${CSS.escape(msg.id)}"]`);
+      if (el) {
+        const b = el.querySelector("button[data-action=mute]");
+        if (b) b.textContent = msg.audio ? t("forceUnmute") : t("forceMute");
+        const icon = el.querySelector(".mic-off");
+        if (icon && msg.audio) icon.hidden = false;
+      }
+      showModeration();
       break;
     }
     case "answer":
@@ -260,6 +418,7 @@ async function handle(msg) {
     case "participant_joined":
       state.participants.set(msg.participant.id, msg.participant);
       tile(msg.participant.id, msg.participant.name, msg.participant.role, false);
+      refreshTiles();
       break;
     case "participant_left":
       removeTile(msg.id);
@@ -275,7 +434,7 @@ async function handle(msg) {
     case "error":
       if (msg.re === "join") {
         $("room").hidden = true; $("lobby").hidden = false;
-        showError("lobby-error", ["room_full", "bad_token", "token_expired"].includes(msg.code) ? msg.code : "generic", msg.message);
+        showError("lobby-error", ["room_full", "bad_token", "token_expired", "removed"].includes(msg.code) ? msg.code : "generic", msg.message);
         $("join").disabled = false;
       } else {
         console.warn("signaling error", msg);
@@ -346,6 +505,9 @@ $("toggle-camera").addEventListener("click", () => {
   $("toggle-camera").setAttribute("aria-pressed", String(state.videoMuted));
   $("toggle-camera").textContent = state.videoMuted ? t("cameraOnBtn") : t("cameraOffBtn");
   send({ type: "mute", audio: state.audioMuted, video: state.videoMuted });
+});
+$("end-session").addEventListener("click", () => {
+  if (window.confirm(t("confirmEnd"))) send({ type: "end_session" });
 });
 $("leave").addEventListener("click", () => {
   send({ type: "leave" });

@@ -1,0 +1,1 @@
+{"v":1,"alg":"Ed25519","key_id":"21fe31dfa154a261","session_id":"s-demo","entries":8,"head":"7283dabb1e3a8afeda5af16f7f7ec81f913ffa1ed0952d5dc0c4dc8202d773d5","sig":"U6mEzdQRs1dAxO0IzdFsBMBpTT+mmZXL5/xr6945VyEiq8mwrpZQZQ86tE+NhIAABt6GQb91dgyVqb+ywyy8CQ=="}
