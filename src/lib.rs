@@ -2,4 +2,5 @@
 //! together. `main.rs` is the command line on top of [`server::start`].
 
 pub mod config;
+pub mod ops;
 pub mod server;

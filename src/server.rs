@@ -4,7 +4,6 @@
 use crate::config::Config;
 use anyhow::Context as _;
 use axum::response::IntoResponse as _;
-use axum::routing::get;
 use axum::Router;
 use fengqiao_cases::{CasesError, CasesState, LogSender, Store};
 use fengqiao_signaling::invite::{random_id, unix_now, InviteClaims, InviteKey, Role};
@@ -137,12 +136,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         Arc::new(LogSender),
         Duration::from_secs(cfg.cases.outbox_interval_secs.max(1)),
     );
+    let ops = crate::ops::Ops::new(sfu.clone(), cfg.data_dir.clone(), cases.clone());
     let app = Router::new()
         .merge(fengqiao_web::router())
         .merge(fengqiao_signaling::router(SignalingState { sfu: sfu.clone(), key: key.clone() }))
         .merge(fengqiao_cases::router(CasesState::new(cases.clone())))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .fallback(fallback);
+        .merge(ops.router())
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(ops.clone(), crate::ops::track_http));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let http = tokio::spawn(async move {
         let r = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -20,13 +20,27 @@ const POLL: Duration = Duration::from_millis(25);
 /// The binary with a clean `FENGQIAO_*` environment, JSON logs and `data_dir` under `dir`.
 fn fengqiao(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
+    c.args(args);
+    with_test_env(&mut c, dir);
+    c
+}
+
+/// `fengqiao ARGS` in a private mount namespace (`unshare -m`), so a test can
+/// remount parts of it without touching the machine.
+fn fengqiao_in_mount_ns(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["-m", "--propagation", "private", BIN]).args(args);
+    with_test_env(&mut c, dir);
+    c
+}
+
+fn with_test_env(c: &mut Command, dir: &Path) {
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("FENGQIAO_") {
             c.env_remove(k);
         }
     }
-    c.args(args)
-        .current_dir(dir)
+    c.current_dir(dir)
         .env_remove("RUST_LOG")
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
@@ -36,7 +50,6 @@ fn fengqiao(dir: &Path, args: &[&str]) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    c
 }
 
 struct Out {
@@ -418,4 +431,63 @@ async fn serve_mounts_the_case_api_and_loads_demo_data_on_first_start() {
     assert!(out.contains("staff accounts exist already"), "{out}");
     let st = tokio::task::block_in_place(|| s.terminate());
     assert!(st.success(), "exit after SIGTERM: {st:?}");
+}
+
+fn nsenter_mount(pid: u32, args: &[&str]) {
+    let st = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-m", "mount"])
+        .args(args)
+        .status()
+        .expect("nsenter runs");
+    assert!(st.success(), "mount {args:?} in the server's namespace");
+}
+
+/// `/readyz` names a read-only data folder and recovers when it is writable
+/// again; `/metrics` counts the requests by route template. The server runs in
+/// its own mount namespace (root ignores file modes, so a read-only bind mount
+/// is the honest way to make the folder unwritable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_names_a_read_only_data_folder_and_metrics_count_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = fengqiao_in_mount_ns(dir.path(), &["serve"]);
+    c.env("FENGQIAO_SERVER__HTTP_ADDR", "127.0.0.1:0").env("FENGQIAO_MEDIA__UDP_PORT", "0");
+    let mut s = Server::spawn(c);
+    let f = s.wait_for("the listening log line", |_, e| log_fields(e, "fengqiao listening"));
+    let base = format!("http://{}", f["http"].as_str().unwrap());
+    let pid = s.child.id();
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let http = http.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await.0, 200);
+    assert_eq!(get("/readyz").await, (200, "ready\n".to_owned()));
+
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    nsenter_mount(pid, &["--bind", data, data]);
+    nsenter_mount(pid, &["-o", "remount,bind,ro", data]);
+    let (code, body) = get("/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("data_dir:") && body.contains("not writable"), "{body}");
+    assert!(!body.contains("database:") && !body.contains("media:"), "only the folder failed: {body}");
+    nsenter_mount(pid, &["-o", "remount,bind,rw", data]);
+    assert_eq!(get("/readyz").await.0, 200);
+
+    let (code, m) = get("/metrics").await;
+    assert_eq!(code, 200);
+    for needle in [
+        "fengqiao_rooms 0",
+        "fengqiao_participants 0",
+        "fengqiao_media_packets_dropped_total{reason=\"unknown_peer\"}",
+        "fengqiao_http_requests_total{route=\"/readyz\",method=\"GET\",status=\"503\"} 1",
+        "fengqiao_http_requests_total{route=\"/readyz\",method=\"GET\",status=\"200\"} 2",
+    ] {
+        assert!(m.contains(needle), "/metrics lacks {needle:?}:\n{m}");
+    }
+    assert_eq!(s.terminate().code(), Some(0));
 }

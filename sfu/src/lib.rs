@@ -398,6 +398,11 @@ impl Sfu {
         Ok((Sfu { tx, local_addr, advertised, stats }, handle))
     }
 
+    /// Whether the media task is still running (it stops on shutdown or a fatal error).
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
     /// The address the media socket is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
