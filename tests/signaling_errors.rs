@@ -118,3 +118,44 @@ async fn every_bad_input_gets_its_code_and_the_room_lives_on() {
     b.leave().await;
     srv.shutdown().await;
 }
+
+/// Glare (RFC 8829 §4.1.8): a client offer while the server's renegotiation
+/// offer is outstanding gets `glare` and changes nothing: the connection stays
+/// and the server's offer is still the one to answer (the browser client, the
+/// polite peer, does exactly that).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glare_is_refused_and_negotiation_recovers() {
+    let (srv, _dir) = start_server(16).await;
+    let a = Client::join(&srv, "alice", token(&srv, "g-room", "alice", "甲")).await;
+    wait_for("alice's producers", Duration::from_secs(10), || {
+        fengqiao_sfu::SfuStats::get(&srv.sfu.stats().producers) == 2
+    })
+    .await;
+    // A signaling-only participant whose offer is a real Chromium offer.
+    let offer = include_str!("fixtures/sdp/chromium-sendrecv-offer.sdp");
+    let mut ws = ws_connect(&srv).await;
+    send_json(&mut ws, json!({"type": "join", "v": 1, "token": token(&srv, "g-room", "mia", "M")})).await;
+    assert_eq!(recv_json(&mut ws, T).await["type"], "joined");
+    send_json(&mut ws, json!({"type": "offer", "sdp": offer})).await;
+    assert_eq!(recv_json(&mut ws, T).await["type"], "answer");
+    // The server subscribes her to alice's tracks with an offer of its own...
+    let server_offer = loop {
+        let v = recv_json(&mut ws, T).await;
+        if v["type"] == "offer" {
+            break v;
+        }
+    };
+    // ...and while it is outstanding, her own offer is glare.
+    send_json(&mut ws, json!({"type": "offer", "sdp": offer})).await;
+    let e = expect_error(&mut ws, "glare").await;
+    assert_eq!(e["re"], "offer");
+    let sdp = server_offer["sdp"].as_str().unwrap();
+    assert!(sdp.contains("a=msid:alice "), "the server offer carries alice's tracks");
+    still_open(&mut ws).await;
+    // Glare did not disturb the outstanding offer: a second glare attempt is refused the same way.
+    send_json(&mut ws, json!({"type": "offer", "sdp": offer})).await;
+    expect_error(&mut ws, "glare").await;
+    drop(ws);
+    a.leave().await;
+    srv.shutdown().await;
+}

@@ -179,6 +179,8 @@ pub(crate) struct Engine {
     local_addr: SocketAddr,
     advertised: SocketAddr,
     max_participants: usize,
+    /// ICE consent timeouts: (disconnected, failed).
+    ice_timeouts: (Duration, Duration),
     stats: Arc<SfuStats>,
     rx: mpsc::Receiver<Command>,
     transports: HashMap<TransportId, Transport>,
@@ -234,6 +236,10 @@ impl Engine {
             local_addr,
             advertised,
             max_participants: config.max_participants,
+            ice_timeouts: (
+                Duration::from_millis(config.ice_disconnected_timeout_ms),
+                Duration::from_millis(config.ice_failed_timeout_ms),
+            ),
             stats,
             rx,
             transports: HashMap::new(),
@@ -373,7 +379,7 @@ impl Engine {
         let id = TransportId(self.next_id());
         let ufrag = format!("fq{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
         let pwd = format!("{:032x}", rand::random::<u128>());
-        let pc = sdp::peer_connection(&ufrag, &pwd)?;
+        let pc = sdp::peer_connection_with_timeouts(&ufrag, &pwd, self.ice_timeouts.0, self.ice_timeouts.1)?;
         let session = self.sessions.entry(req.room.clone()).or_default();
         let standing = session.people.entry(req.participant.clone()).or_default();
         if req.admitted {
@@ -1330,6 +1336,10 @@ impl Engine {
                     RTCPeerConnectionState::Failed => {
                         SfuStats::add(&self.stats.transport_failures, 1);
                         self.remove_transport(tid, Some("ice_failed"));
+                    }
+                    // The peer closed DTLS (close_notify): its media is gone for good.
+                    RTCPeerConnectionState::Closed => {
+                        self.remove_transport(tid, Some("transport_closed"));
                     }
                     _ => {}
                 }

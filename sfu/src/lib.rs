@@ -47,6 +47,12 @@ pub struct MediaConfig {
     pub public_ip: Option<IpAddr>,
     /// Most participants in one room (default 16). A join beyond it gets `room_full`.
     pub max_participants: usize,
+    /// ICE consent (RFC 7675 §5.1): no STUN from the peer for this long marks the
+    /// Transport disconnected, ms. Default 5000.
+    pub ice_disconnected_timeout_ms: u64,
+    /// Then this much longer without traffic fails it, and the participant leaves, ms.
+    /// Default 25000 (30 s in all, the consent expiry of RFC 7675).
+    pub ice_failed_timeout_ms: u64,
 }
 
 impl Default for MediaConfig {
@@ -56,6 +62,8 @@ impl Default for MediaConfig {
             udp_port: 40000,
             public_ip: None,
             max_participants: 16,
+            ice_disconnected_timeout_ms: 5_000,
+            ice_failed_timeout_ms: 25_000,
         }
     }
 }
@@ -183,7 +191,7 @@ pub enum ParticipantEvent {
     },
     /// The Transport was closed by the server; the connection should end.
     Closed {
-        /// Why: `replaced`, `ice_failed`, `slow_signaling`, `server_shutdown`,
+        /// Why: `replaced`, `ice_failed`, `transport_closed`, `slow_signaling`, `server_shutdown`,
         /// `rejected`, `removed`, `ended`.
         reason: &'static str,
     },

@@ -16,7 +16,7 @@ use rtc::peer_connection::configuration::interceptor_registry::register_default_
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
@@ -162,6 +162,20 @@ pub fn register_codecs(me: &mut MediaEngine) -> Result<(), rtc::shared::error::E
 /// # Errors
 /// [`SfuError::Rtc`](crate::SfuError::Rtc) if `rtc` refuses the configuration.
 pub fn peer_connection(ufrag: &str, pwd: &str) -> Result<RTCPeerConnection, crate::SfuError> {
+    peer_connection_with_timeouts(ufrag, pwd, Duration::from_secs(5), Duration::from_secs(25))
+}
+
+/// [`peer_connection`] with the ICE consent timeouts of `media.ice_*_timeout_ms`:
+/// `disconnected` without traffic from the peer, then `failed` more.
+///
+/// # Errors
+/// [`SfuError::Rtc`](crate::SfuError::Rtc) if `rtc` refuses the configuration.
+pub fn peer_connection_with_timeouts(
+    ufrag: &str,
+    pwd: &str,
+    disconnected: Duration,
+    failed: Duration,
+) -> Result<RTCPeerConnection, crate::SfuError> {
     let err = |e: rtc::shared::error::Error| crate::SfuError::Rtc(e.to_string());
     let mut me = MediaEngine::default();
     register_codecs(&mut me).map_err(err)?;
@@ -171,6 +185,7 @@ pub fn peer_connection(ufrag: &str, pwd: &str) -> Result<RTCPeerConnection, crat
     let setting = SettingEngineBuilder::new()
         .with_lite(true)
         .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
+        .with_ice_timeouts(Some(disconnected), Some(failed), None)
         .build();
     RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())

@@ -41,12 +41,17 @@ pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 
 /// Starts a real server on loopback with free ports and a temp data folder.
 pub async fn start_server(max_participants: usize) -> (Running, tempfile::TempDir) {
+    start_server_with(|cfg| cfg.media.max_participants = max_participants).await
+}
+
+/// Like [`start_server`], with the config adjusted by `tweak` first.
+pub async fn start_server_with(tweak: impl FnOnce(&mut fengqiao::config::Config)) -> (Running, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = fengqiao::config::Config::default();
     cfg.data_dir = dir.path().to_path_buf();
     cfg.server.http_addr = "127.0.0.1:0".parse().unwrap();
     cfg.media.udp_port = 0;
-    cfg.media.max_participants = max_participants;
+    tweak(&mut cfg);
     let _ = tracing_subscriber_init();
     (server::start(cfg).await.expect("server starts"), dir)
 }

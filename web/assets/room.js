@@ -9,7 +9,7 @@ const I18N = {
     camera: "摄像头", microphone: "麦克风", join: "加入", leave: "离开", mute: "静音", unmute: "取消静音",
     cameraOffBtn: "关闭摄像头", cameraOnBtn: "打开摄像头", cameraOff: "摄像头已关闭",
     privacy: "调解过程不公开。请在安静、私密的环境中参加。",
-    connecting: "正在连接…", connected: "已连接", reconnecting: "连接中断", waitingVideo: "等待视频…",
+    connecting: "正在连接…", connected: "已连接", notJoined: "未加入", reconnecting: "连接中断", waitingVideo: "等待视频…",
     you: "我", leftTitle: "您已离开调解会议", endedTitle: "调解会议已结束",
     roles: { mediator: "调解员", applicant: "申请人", respondent: "被申请人", agent: "代理人", observer: "旁听" },
     waitingTitle: "请稍候，调解员将允许您进入调解。", waitingHint: "在此之前，其他人看不到也听不到您；您只能看到自己的画面。",
@@ -40,7 +40,7 @@ const I18N = {
     camera: "Camera", microphone: "Microphone", join: "Join", leave: "Leave", mute: "Mute", unmute: "Unmute",
     cameraOffBtn: "Camera off", cameraOnBtn: "Camera on", cameraOff: "Camera is off",
     privacy: "Mediation is not public. Please join from a quiet, private place.",
-    connecting: "Connecting…", connected: "Connected", reconnecting: "Connection lost", waitingVideo: "Waiting for video…",
+    connecting: "Connecting…", connected: "Connected", notJoined: "Not joined", reconnecting: "Connection lost", waitingVideo: "Waiting for video…",
     you: "me", leftTitle: "You have left the session", endedTitle: "The session has ended",
     roles: { mediator: "Mediator", applicant: "Applicant", respondent: "Respondent", agent: "Agent", observer: "Observer" },
     waitingTitle: "Please wait: the mediator will let you in.", waitingHint: "Until then nobody sees or hears you; you see only your own picture.",
@@ -436,6 +436,9 @@ async function handle(msg) {
         $("room").hidden = true; $("lobby").hidden = false;
         showError("lobby-error", ["room_full", "bad_token", "token_expired", "removed"].includes(msg.code) ? msg.code : "generic", msg.message);
         $("join").disabled = false;
+        setStatus("notJoined", "error");
+        state.left = true; // the socket closing now is expected, not a network error
+        if (state.ws) state.ws.close();
       } else {
         console.warn("signaling error", msg);
       }
@@ -465,6 +468,7 @@ async function startPeer() {
 }
 
 function join() {
+  state.left = false;
   $("join").disabled = true;
   $("lobby-error").hidden = true;
   setStatus("connecting");
