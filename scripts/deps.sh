@@ -8,7 +8,8 @@ what=${1:-run}
 run_pkgs=(pkg-config ca-certificates
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
-test_pkgs=(chromium chromium-driver firefox-esr fonts-wqy-microhei iproute2 util-linux postgresql)
+test_pkgs=(chromium chromium-driver firefox-esr fonts-wqy-microhei iproute2 util-linux postgresql
+  dpkg-dev systemd)  # scripts/test-deb.sh: cargo deb ($auto Depends), systemd-analyze verify
 
 pkgs=("${run_pkgs[@]}")
 [ "$what" = test ] && pkgs+=("${test_pkgs[@]}")
@@ -30,4 +31,9 @@ fi
 if [ "$what" = test ] && ! command -v geckodriver >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/geckodriver" ]; then
   echo "deps: cargo install geckodriver"
   cargo install --quiet --locked geckodriver
+fi
+
+if [ "$what" = test ] && ! command -v cargo-deb >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo-deb" ]; then
+  echo "deps: cargo install cargo-deb"
+  cargo install --quiet --locked cargo-deb
 fi

@@ -18,6 +18,7 @@ set +e
 scripts/with-postgres.sh cargo test --workspace --locked --lib --bins --tests 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
+scripts/test-deb.sh || rc=1  # the .deb from the dev build above, installed into a throwaway root
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '^test result: .* ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
 # The browser suite runs without libtest and prints its own "N passed, N failed".

@@ -142,10 +142,7 @@ impl Config {
     /// A missing file, bad TOML, an unknown key or a value of the wrong type, named
     /// by its key path (e.g. `media.udp_port`).
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let mut fig = Figment::from(Serialized::defaults(Config {
-            data_dir: PathBuf::from("data"),
-            ..Default::default()
-        }));
+        let mut fig = Figment::from(Serialized::defaults(Config::embedded_defaults()));
         if let Some(p) = path {
             anyhow::ensure!(p.exists(), "config file {} does not exist", p.display());
             fig = fig.merge(Toml::file(p));
@@ -167,6 +164,11 @@ impl Config {
         })?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The defaults `load` starts from: `Default` with `data_dir = "data"`.
+    pub fn embedded_defaults() -> Self {
+        Config { data_dir: PathBuf::from("data"), ..Default::default() }
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -256,4 +258,133 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// One key of the default config: its path, default as a TOML value (`None`: unset,
+/// printed commented out with `example`), unit and meaning.
+struct KeyDoc {
+    key: &'static str,
+    value: Option<String>,
+    unit: &'static str,
+    meaning: &'static str,
+    example: &'static str,
+}
+
+/// A value as a TOML literal; `None` for an unset `Option`.
+fn toml_value<T: Serialize>(v: &T) -> Option<String> {
+    fn lit(v: &serde_json::Value) -> Option<String> {
+        use serde_json::Value as J;
+        Some(match v {
+            J::Null => return None,
+            J::Bool(b) => b.to_string(),
+            J::Number(n) => n.to_string(),
+            // A JSON string literal is a valid TOML basic string.
+            J::String(s) => serde_json::to_string(s).expect("string"),
+            J::Array(a) => format!("[{}]", a.iter().filter_map(lit).collect::<Vec<_>>().join(", ")),
+            J::Object(_) => unreachable!("tables are listed key by key"),
+        })
+    }
+    lit(&serde_json::to_value(v).expect("config values serialise"))
+}
+
+/// Every key with its default, unit and meaning. The destructuring below has no
+/// `..`: a new config field does not compile until it is documented here.
+fn key_docs() -> Vec<KeyDoc> {
+    let Config { data_dir, server, media, log, database, cases } = Config::embedded_defaults();
+    let ServerConfig { http_addr, public_url } = server;
+    let MediaConfig { bind_ip, udp_port, public_ip, max_participants, ice_disconnected_timeout_ms, ice_failed_timeout_ms } =
+        media;
+    let LogConfig { format, level } = log;
+    let DatabaseConfig { url } = database;
+    let CasesSection {
+        case_number_format,
+        district_code,
+        utc_offset_hours,
+        deadlines,
+        holidays,
+        extra_working_days,
+        last_year_screened,
+        login_ttl_hours,
+        secure_cookies,
+        invite_grace_hours,
+        max_connections,
+        outbox_interval_secs,
+    } = cases;
+    let DeadlineConfig {
+        triage_response_hours,
+        mediation_days,
+        court_appoint_working_days,
+        mediator_accept_working_days,
+        confirmation_apply_days,
+        court_accept_days,
+        ruling_days,
+        ruling_extension_days,
+        warn_before_hours,
+    } = deadlines;
+    macro_rules! k {
+        ($key:expr, $v:expr, $unit:expr, $meaning:expr) => {
+            k!($key, $v, $unit, $meaning, "")
+        };
+        ($key:expr, $v:expr, $unit:expr, $meaning:expr, $ex:expr) => {
+            KeyDoc { key: $key, value: toml_value(&$v), unit: $unit, meaning: $meaning, example: $ex }
+        };
+    }
+    vec![
+        k!("data_dir", data_dir, "path", "The data folder: keys/, the SQLite database, sessions/. Relative paths are relative to the working directory."),
+        k!("server.http_addr", http_addr, "IP:port", "Where pages, /ws signaling, /api, /metrics, /healthz and /readyz listen. Port 0 picks a free one."),
+        k!("server.public_url", public_url, "URL", "Base of invite links ({public_url}/join/{token}); http:// or https://, no trailing /. Browsers need https:// (or localhost) for camera and microphone."),
+        k!("media.bind_ip", bind_ip, "IP address", "Address of the one UDP media socket."),
+        k!("media.udp_port", udp_port, "UDP port", "The one UDP port for every peer of every room; 0 picks a free one."),
+        k!("media.public_ip", public_ip, "IP address", "Advertised in ICE candidates (1:1 NAT). Unset: bind_ip.", "public_ip = \"203.0.113.10\""),
+        k!("media.max_participants", max_participants, "participants", "Room cap (at least 1); a join beyond it gets room_full."),
+        k!("media.ice_disconnected_timeout_ms", ice_disconnected_timeout_ms, "milliseconds", "No STUN from a peer for this long: its Transport is disconnected (RFC 7675 consent)."),
+        k!("media.ice_failed_timeout_ms", ice_failed_timeout_ms, "milliseconds", "Then this much longer: the Transport fails and the participant leaves (ice_failed)."),
+        k!("log.format", format, "text | json", "Log format on stderr: human-readable lines or one JSON object per line."),
+        k!("log.level", level, "tracing filter", "e.g. \"info\" or \"fengqiao_sfu=debug,info\"."),
+        k!("database.url", url, "URL", "The case database: sqlite://path/file.db or postgres://user:pass@host/db. Unset or empty: SQLite <data_dir>/fengqiao.db (WAL).", "url = \"postgres://fengqiao:secret@127.0.0.1/fengqiao\""),
+        k!("cases.case_number_format", case_number_format, "template", "Case numbers; must contain {seq} or {seq:N} (N 1-20, zero-padded); also {year}, {district}."),
+        k!("cases.district_code", district_code, "text", "Replaces {district} in case numbers."),
+        k!("cases.utc_offset_hours", utc_offset_hours, "hours", "Local time's offset from UTC (-12..=14), for calendar days, working days and case-number years."),
+        k!("cases.holidays", holidays, "dates", "Public holidays (days off), [\"YYYY-MM-DD\", ...]."),
+        k!("cases.extra_working_days", extra_working_days, "dates", "Weekend days that are working days, [\"YYYY-MM-DD\", ...]."),
+        k!("cases.last_year_screened", last_year_screened, "disputes", "KPI 4 input: disputes screened in the district last year."),
+        k!("cases.login_ttl_hours", login_ttl_hours, "hours", "Lifetime of a staff login (at least 1)."),
+        k!("cases.secure_cookies", secure_cookies, "bool", "Mark login cookies Secure. Unset: true when server.public_url is https://.", "secure_cookies = true"),
+        k!("cases.invite_grace_hours", invite_grace_hours, "hours", "Session invite links stay valid this long after the scheduled end."),
+        k!("cases.max_connections", max_connections, "connections", "Largest database connection pool (at least 1)."),
+        k!("cases.outbox_interval_secs", outbox_interval_secs, "seconds", "Between rounds of deadline warnings and outbox delivery (at least 1)."),
+        k!("cases.deadlines.triage_response_hours", triage_response_hours, "hours", "Organisation admin accepts or re-routes a triaged dispute."),
+        k!("cases.deadlines.mediation_days", mediation_days, "calendar days", "Mediator concludes mediation, from acceptance."),
+        k!("cases.deadlines.court_appoint_working_days", court_appoint_working_days, "working days", "A court-mediation organisation appoints a mediator."),
+        k!("cases.deadlines.mediator_accept_working_days", mediator_accept_working_days, "working days", "The assigned mediator accepts the appointment."),
+        k!("cases.deadlines.confirmation_apply_days", confirmation_apply_days, "calendar days", "Parties apply for judicial confirmation, from the agreement taking effect."),
+        k!("cases.deadlines.court_accept_days", court_accept_days, "calendar days", "The court decides whether to accept the application."),
+        k!("cases.deadlines.ruling_days", ruling_days, "calendar days", "The court rules, from acceptance."),
+        k!("cases.deadlines.ruling_extension_days", ruling_extension_days, "calendar days", "Extra days for the ruling with the court president's approval."),
+        k!("cases.deadlines.warn_before_hours", warn_before_hours, "hours", "Deadline warnings go to the outbox this long before a due time."),
+    ]
+}
+
+/// The full default configuration as commented TOML (`fengqiao config print-default`):
+/// every key with its default, unit and meaning; unset keys are commented out.
+pub fn default_toml() -> String {
+    let mut out = String::from(
+        "# Fengqiao configuration: every key with its default (fengqiao config print-default).\n\
+         # Every key can be overridden by FENGQIAO_<SECTION>__<KEY>, e.g. FENGQIAO_MEDIA__UDP_PORT;\n\
+         # top-level keys have no section (FENGQIAO_DATA_DIR). Reference: docs/configuration.md.\n",
+    );
+    let mut section = "";
+    for d in key_docs() {
+        let (sec, name) = d.key.rsplit_once('.').unwrap_or(("", d.key));
+        if sec != section {
+            out.push_str(&format!("\n[{sec}]\n"));
+            section = sec;
+        }
+        out.push_str(&format!("\n# {}\n", d.meaning));
+        match d.value {
+            Some(v) => out.push_str(&format!("# Unit: {}. Default: {v}.\n{name} = {v}\n", d.unit)),
+            None => out.push_str(&format!("# Unit: {}. Default: unset. For example:\n# {}\n", d.unit, d.example)),
+        }
+    }
+    out
 }

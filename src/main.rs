@@ -76,6 +76,11 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The configuration file (docs/configuration.md).
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
     /// The evidence signing key (docs/evidence.md § Keys).
     Keys {
         #[command(subcommand)]
@@ -94,6 +99,13 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the full default configuration as commented TOML (every key, its
+    /// default, unit and meaning).
+    PrintDefault,
 }
 
 #[derive(Subcommand)]
@@ -295,6 +307,10 @@ async fn main() -> anyhow::Result<()> {
             c.session_id = session;
             c.admitted = admitted;
             println!("{}/join/{}", cfg.server.public_url, key.mint(&c));
+            Ok(())
+        }
+        Cmd::Config { cmd: ConfigCmd::PrintDefault } => {
+            print!("{}", fengqiao::config::default_toml());
             Ok(())
         }
         Cmd::Keys { cmd: KeysCmd::Export { config } } => {

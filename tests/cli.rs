@@ -491,3 +491,54 @@ async fn readyz_names_a_read_only_data_folder_and_metrics_count_requests() {
     }
     assert_eq!(s.terminate().code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_print_default_round_trips_and_serve_accepts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(fengqiao(dir.path(), &["config", "print-default"]), None);
+    ok(&o);
+    let text = o.stdout;
+    // Every key line carries its unit and default in the comment above it.
+    let lines: Vec<&str> = text.lines().collect();
+    let mut keys = 0;
+    for (i, l) in lines.iter().enumerate() {
+        if !l.is_empty() && !l.starts_with('#') && !l.starts_with('[') {
+            keys += 1;
+            assert!(i > 1 && lines[i - 1].starts_with("# Unit: ") && !lines[i - 2].is_empty(), "undocumented: {l}\n{text}");
+        }
+    }
+    for k in ["data_dir", "http_addr", "udp_port", "format", "case_number_format", "warn_before_hours"] {
+        assert!(lines.iter().any(|l| l.starts_with(&format!("{k} = "))), "no {k} in:\n{text}");
+    }
+    for k in ["public_ip", "url", "secure_cookies"] {
+        assert!(lines.iter().any(|l| l.starts_with(&format!("# {k} = "))), "no commented {k} in:\n{text}");
+    }
+    assert!(keys >= 28, "{keys} keys in:\n{text}");
+
+    // It parses back into the embedded defaults.
+    let file = dir.path().join("fengqiao.toml");
+    std::fs::write(&file, &text).unwrap();
+    let printed = fengqiao::config::Config::load(Some(&file)).unwrap();
+    let embedded = fengqiao::config::Config::load(None).unwrap();
+    assert_eq!(format!("{printed:?}"), format!("{embedded:?}"));
+    // The commented examples are valid too.
+    let examples = dir.path().join("examples.toml");
+    std::fs::write(&examples, text.replace("\n# public_ip = ", "\npublic_ip = ").replace("\n# url = ", "\nurl = ").replace("\n# secure_cookies = ", "\nsecure_cookies = ")).unwrap();
+    let ex = fengqiao::config::Config::load(Some(&examples)).unwrap();
+    assert!(ex.media.public_ip.is_some() && ex.database.url.is_some() && ex.cases.secure_cookies.is_some());
+
+    // `serve --config <that file>` starts (ports overridden to 0: the defaults may be taken).
+    let mut c = fengqiao(dir.path(), &["serve", "--config", file.to_str().unwrap()]);
+    c.env("FENGQIAO_SERVER__HTTP_ADDR", "127.0.0.1:0").env("FENGQIAO_MEDIA__UDP_PORT", "0");
+    let mut s = Server::spawn(c);
+    let http = tokio::task::block_in_place(|| {
+        s.wait_for("the listening log line", |_, e| log_fields(e, "fengqiao listening"))
+    })["http"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = reqwest::get(format!("http://{http}/readyz")).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let st = tokio::task::block_in_place(|| s.terminate());
+    assert!(st.success(), "{st:?}");
+}

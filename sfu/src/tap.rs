@@ -44,6 +44,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Error> {
         if let Packet::Rtcp(pkts) = &msg.message.packet {
+            if tracing::enabled!(tracing::Level::TRACE) {
+                for p in pkts {
+                    tracing::trace!(rtcp = ?p.header().packet_type, ssrcs = ?p.destination_ssrc(), "inbound RTCP");
+                }
+            }
             if asks_for_keyframe(pkts) {
                 msg.message.add(Attribute::DeliverToApplication);
             }

@@ -458,33 +458,9 @@ async fn waiting_room(browser: &str) -> Result<(), String> {
     }
     shot(med, browser, "admitted-mediator").await;
     // Caucus: move a1 to a side room; its page hides the mediator (other room).
-    med.execute(
-        "document.querySelector('.tile[data-tile=a1] select[data-role=move-target]').value = 'applicant-room'; return true",
-        vec![],
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    click(med, ".tile[data-tile=a1] [data-action=move]", Duration::from_secs(5)).await?;
-    party
-        .wait()
-        .at_most(Duration::from_secs(5))
-        .for_element(Locator::Css(".tile[data-tile=m1][hidden]"))
-        .await
-        .map_err(|e| format!("mediator tile still shown in the side room: {e}"))?;
+    move_a1(med, party, "applicant-room", ".tile[data-tile=m1][hidden]").await?;
     shot(party, browser, "caucus-party").await;
-    med.execute(
-        "document.querySelector('.tile[data-tile=a1] select[data-role=move-target]').value = 'main'; return true",
-        vec![],
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    click(med, ".tile[data-tile=a1] [data-action=move]", Duration::from_secs(5)).await?;
-    party
-        .wait()
-        .at_most(Duration::from_secs(5))
-        .for_element(Locator::Css(".tile[data-tile=m1]:not([hidden])"))
-        .await
-        .map_err(|e| format!("mediator tile not back: {e}"))?;
+    move_a1(med, party, "main", ".tile[data-tile=m1]:not([hidden])").await?;
     // Back in the main room, new Consumers: frames decode again from the new tracks.
     sees(party, "m1", 0, Duration::from_secs(10)).await?;
     sees(med, "a1", 0, Duration::from_secs(10)).await?;
@@ -493,5 +469,22 @@ async fn waiting_room(browser: &str) -> Result<(), String> {
         let _ = c.close().await;
     }
     server.shutdown().await;
+    Ok(())
+}
+
+/// The mediator picks `to` in a1's move menu and clicks move; then the party's page
+/// must show `expect` within 5 s.
+async fn move_a1(med: &Client, party: &Client, to: &str, expect: &str) -> Result<(), String> {
+    let script = format!(
+        "document.querySelector('.tile[data-tile=a1] select[data-role=move-target]').value = '{to}'; return true"
+    );
+    med.execute(&script, vec![]).await.map_err(|e| e.to_string())?;
+    click(med, ".tile[data-tile=a1] [data-action=move]", Duration::from_secs(5)).await?;
+    party
+        .wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css(expect))
+        .await
+        .map_err(|e| format!("after moving a1 to {to}, the party page never showed {expect}: {e}"))?;
     Ok(())
 }
