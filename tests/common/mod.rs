@@ -128,6 +128,8 @@ pub struct Received {
     pub events: Vec<(String, String)>,
     /// Every server message after `joined`, in order (active_speaker and pong skipped).
     pub msgs: Vec<Value>,
+    /// (participant id, kind) → RTP sequence numbers in arrival order.
+    pub seqs: HashMap<(String, RtpCodecKind), Vec<u16>>,
 }
 
 pub struct Client {
@@ -184,6 +186,7 @@ impl PeerConnectionEventHandler for Handler {
                         {
                             r.first_keyframe.entry(owner.clone()).or_insert_with(Instant::now);
                         }
+                        r.seqs.entry((owner.clone(), kind)).or_default().push(p.header.sequence_number);
                         r.payloads.entry((owner.clone(), kind)).or_default().push(p.payload);
                     }
                     TrackRemoteEvent::OnEnded => {
