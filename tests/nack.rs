@@ -4,7 +4,8 @@
 //! - upstream losses are repaired because the SFU NACKs the publisher
 //!   (its NackGenerator) and forwards the retransmissions;
 //! - downstream losses are repaired because the SFU answers the subscriber's
-//!   NACKs from its own send cache (NackResponder).
+//!   NACKs from its own send cache (NackResponder);
+//! - the publisher receives the SFU's own receiver reports.
 //! Nothing leaves 127.0.0.0/8.
 
 mod common;
@@ -103,6 +104,11 @@ async fn lost_video_is_repaired_upstream_and_downstream() {
     wait_for("every lost packet to be repaired", Duration::from_secs(10), || {
         let rx = b.received.lock().unwrap();
         gaps(&rx.seqs[&key], 20).is_empty()
+    })
+    .await;
+    // The SFU terminates RTCP and reports reception itself (RFC 3550 §6.4.2).
+    wait_for("the SFU's receiver reports at the publisher", Duration::from_secs(10), || {
+        a.receiver_reports.load(Ordering::SeqCst) >= 2
     })
     .await;
     eprintln!(

@@ -19,12 +19,30 @@ use std::time::Instant;
 /// Where the tap sits (an `rtc` interceptor `Slot`): above the jitter buffer (13 000), below nothing else.
 pub const TAP_SLOT: usize = 14_000;
 
-/// Marks inbound PLI/FIR for the application (see the module docs). Test clients
-/// use it too, to see the keyframe requests the SFU sends upstream.
-#[derive(Default)]
-pub struct KeyframeRequestTap {
+/// Marks the inbound compound RTCP packets `wanted` accepts for the application.
+/// The SFU's chain uses [`KeyframeRequestTap`] (PLI/FIR only); test clients use
+/// [`RtcpTap::new`] to see other feedback the SFU sends them, e.g. receiver reports.
+pub struct RtcpTap {
+    wanted: fn(&[Box<dyn rtc::rtcp::Packet>]) -> bool,
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
+}
+
+/// The SFU's tap: PLI and FIR reach the application, nothing else.
+pub type KeyframeRequestTap = RtcpTap;
+
+impl RtcpTap {
+    /// A tap delivering the compound packets for which `wanted` is true.
+    pub fn new(wanted: fn(&[Box<dyn rtc::rtcp::Packet>]) -> bool) -> Self {
+        Self { wanted, reads: VecDeque::new(), writes: VecDeque::new() }
+    }
+}
+
+impl Default for RtcpTap {
+    /// Keyframe requests only ([`asks_for_keyframe`]).
+    fn default() -> Self {
+        Self::new(asks_for_keyframe)
+    }
 }
 
 /// Whether a compound RTCP packet asks for a keyframe.
@@ -35,7 +53,7 @@ pub fn asks_for_keyframe(pkts: &[Box<dyn rtc::rtcp::Packet>]) -> bool {
     })
 }
 
-impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
+impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpTap {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
     type Eout = ();
@@ -49,7 +67,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
                     tracing::trace!(rtcp = ?p.header().packet_type, ssrcs = ?p.destination_ssrc(), "inbound RTCP");
                 }
             }
-            if asks_for_keyframe(pkts) {
+            if (self.wanted)(pkts) {
                 msg.message.add(Attribute::DeliverToApplication);
             }
         }
@@ -68,7 +86,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
     }
 }
 
-impl Interceptor for KeyframeRequestTap {
+impl Interceptor for RtcpTap {
     fn bind_local_stream(&mut self, _: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _: &StreamInfo) {}

@@ -11,7 +11,7 @@
 
 use async_trait::async_trait;
 use fengqiao::server::{self, Running};
-use fengqiao_sfu::tap::{KeyframeRequestTap, TAP_SLOT};
+use fengqiao_sfu::tap::{RtcpTap, TAP_SLOT};
 use futures_util::{SinkExt, StreamExt};
 use rtc::interceptor::{Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
@@ -140,6 +140,8 @@ pub struct Client {
     pub sent: Arc<Mutex<HashMap<RtpCodecKind, HashSet<bytes::Bytes>>>>,
     /// Keyframe requests (PLI/FIR) that reached this client's video sender.
     pub keyframe_requests: Arc<AtomicU64>,
+    /// Receiver reports (RFC 3550 §6.4.2) about this client's video that reached it.
+    pub receiver_reports: Arc<AtomicU64>,
     out: mpsc::Sender<Value>,
     stop: Arc<AtomicBool>,
     pub connected: Arc<AtomicBool>,
@@ -263,7 +265,8 @@ impl Client {
         .unwrap();
         let registry = register_default_interceptors(Registry::new(), &mut me)
             .unwrap()
-            .with(Slot::from(TAP_SLOT), KeyframeRequestTap::default());
+            // Every inbound RTCP reaches the client, so tests see what the SFU sends.
+            .with(Slot::from(TAP_SLOT), RtcpTap::new(|_| true));
         let received = Arc::new(Mutex::new(Received::default()));
         let ws_closed = Arc::new(AtomicBool::new(false));
         let (gtx, mut grx) = mpsc::channel(1);
@@ -370,17 +373,23 @@ impl Client {
                 closed.store(true, Ordering::SeqCst);
             }));
         }
-        // Keyframe requests reaching the video sender.
+        // Feedback reaching the video sender: keyframe requests and receiver reports.
+        let receiver_reports = Arc::new(AtomicU64::new(0));
         {
             let video = video.clone();
             let kr = keyframe_requests.clone();
+            let rr = receiver_reports.clone();
             let wk = want_key.clone();
             tasks.push(tokio::spawn(async move {
+                use rtc::rtcp::receiver_report::ReceiverReport;
                 while let Some(ev) = video.poll().await {
                     if let TrackLocalEvent::OnRtcpPacket(pkts) = ev {
                         if fengqiao_sfu::tap::asks_for_keyframe(&pkts) {
                             kr.fetch_add(1, Ordering::SeqCst);
                             wk.store(true, Ordering::SeqCst);
+                        }
+                        if pkts.iter().any(|p| p.as_any().is::<ReceiverReport>()) {
+                            rr.fetch_add(1, Ordering::SeqCst);
                         }
                     }
                 }
@@ -456,6 +465,7 @@ impl Client {
             received,
             sent,
             keyframe_requests,
+            receiver_reports,
             out: out_tx,
             stop,
             connected,
