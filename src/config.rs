@@ -4,8 +4,7 @@
 use anyhow::Context as _;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use chrono::NaiveDate;
-use fengqiao_cases::{CasesConfig, DeadlineConfig};
+use fengqiao_cases::{CasesConfig, CasesSettings, DeadlineConfig};
 use fengqiao_sfu::MediaConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -65,57 +64,6 @@ pub struct DatabaseConfig {
     pub url: Option<String>,
 }
 
-/// `[cases]`: the case service (see `docs/cases.md`). `data_dir`, `server.public_url`
-/// and `database.url` are passed through to it; they are not repeated here.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CasesSection {
-    /// Case-number format: `{year}`, `{seq}` or `{seq:N}` (zero-padded), `{district}`.
-    pub case_number_format: String,
-    /// The district code used by `{district}`. Default `枫`.
-    pub district_code: String,
-    /// Local time's offset from UTC in hours, -12..=14. Default 8.
-    pub utc_offset_hours: i32,
-    /// `[cases.deadlines]`: the limits of the deadline table.
-    pub deadlines: DeadlineConfig,
-    /// Public holidays, `["YYYY-MM-DD", ...]`.
-    pub holidays: Vec<NaiveDate>,
-    /// Weekend days that are working days (调休), `["YYYY-MM-DD", ...]`.
-    pub extra_working_days: Vec<NaiveDate>,
-    /// KPI 4 input: disputes screened in the district last year. Default 0.
-    pub last_year_screened: u64,
-    /// Lifetime of a staff login, hours (at least 1). Default 12.
-    pub login_ttl_hours: u64,
-    /// Mark login cookies `Secure`. Unset: true when `server.public_url` is https.
-    pub secure_cookies: Option<bool>,
-    /// Invite links stay valid this many hours after a session's scheduled end. Default 24.
-    pub invite_grace_hours: u64,
-    /// Largest database connection pool (at least 1). Default 8.
-    pub max_connections: u32,
-    /// Seconds between rounds of deadline warnings and outbox delivery (at least 1). Default 60.
-    pub outbox_interval_secs: u64,
-}
-
-impl Default for CasesSection {
-    fn default() -> Self {
-        let c = CasesConfig::default();
-        Self {
-            case_number_format: c.case_number_format,
-            district_code: c.district_code,
-            utc_offset_hours: c.utc_offset_hours,
-            deadlines: c.deadlines,
-            holidays: c.holidays,
-            extra_working_days: c.extra_working_days,
-            last_year_screened: c.last_year_screened,
-            login_ttl_hours: c.login_ttl_hours,
-            secure_cookies: None,
-            invite_grace_hours: c.invite_grace_hours,
-            max_connections: c.max_connections,
-            outbox_interval_secs: 60,
-        }
-    }
-}
-
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -130,9 +78,9 @@ pub struct Config {
     pub log: LogConfig,
     /// `[database]`.
     pub database: DatabaseConfig,
-    /// `[cases]` (not serialised: figment takes its defaults from `Default`).
-    #[serde(skip_serializing)]
-    pub cases: CasesSection,
+    /// `[cases]`: the case service's own settings (`docs/cases.md`). `data_dir`,
+    /// `server.public_url` and `database.url` are handed to it, not repeated here.
+    pub cases: CasesSettings,
 }
 
 impl Config {
@@ -227,22 +175,11 @@ impl Config {
     /// The case service's settings: `[cases]` plus `data_dir`, `database.url` and
     /// `public_url` (the server's public base URL in force).
     pub fn cases_config(&self, public_url: &str) -> CasesConfig {
-        let c = &self.cases;
         CasesConfig {
             database_url: self.database.url.clone().filter(|u| !u.trim().is_empty()),
             data_dir: self.data_dir.clone(),
             public_url: public_url.to_owned(),
-            case_number_format: c.case_number_format.clone(),
-            district_code: c.district_code.clone(),
-            utc_offset_hours: c.utc_offset_hours,
-            deadlines: c.deadlines.clone(),
-            holidays: c.holidays.clone(),
-            extra_working_days: c.extra_working_days.clone(),
-            last_year_screened: c.last_year_screened,
-            login_ttl_hours: c.login_ttl_hours,
-            secure_cookies: c.secure_cookies.unwrap_or_else(|| public_url.starts_with("https://")),
-            invite_grace_hours: c.invite_grace_hours,
-            max_connections: c.max_connections,
+            settings: self.cases.clone(),
         }
     }
 
@@ -296,7 +233,7 @@ fn key_docs() -> Vec<KeyDoc> {
         media;
     let LogConfig { format, level } = log;
     let DatabaseConfig { url } = database;
-    let CasesSection {
+    let CasesSettings {
         case_number_format,
         district_code,
         utc_offset_hours,

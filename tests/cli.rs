@@ -10,12 +10,11 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use wait_timeout::ChildExt as _;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fengqiao");
 /// Generous: the machine is shared, and a first SQLite open runs every migration.
 const DEADLINE: Duration = Duration::from_secs(90);
-/// How often conditions are re-checked while waiting.
-const POLL: Duration = Duration::from_millis(25);
 
 /// The binary with a clean `FENGQIAO_*` environment, JSON logs and `data_dir` under `dir`.
 fn fengqiao(dir: &Path, args: &[&str]) -> Command {
@@ -80,17 +79,10 @@ fn run(mut c: Command, stdin: Option<&str>) -> Out {
         let _ = se.read_to_string(&mut s);
         s
     });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("fengqiao did not exit within {DEADLINE:?}; stderr:\n{}", he.join().unwrap());
-        }
-        std::thread::sleep(POLL);
+    let Some(status) = child.wait_timeout(DEADLINE).unwrap() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("fengqiao did not exit within {DEADLINE:?}; stderr:\n{}", he.join().unwrap());
     };
     Out { status, stdout: ho.join().unwrap(), stderr: he.join().unwrap() }
 }
@@ -239,36 +231,43 @@ struct Server {
     child: Child,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// One message per output line; disconnected once both pipes are closed.
+    lines: std::sync::mpsc::Receiver<()>,
 }
 
 impl Server {
     fn spawn(mut c: Command) -> Self {
         let mut child = c.spawn().expect("spawn fengqiao serve");
+        let (tx, lines) = std::sync::mpsc::channel();
         let collect = |r: Box<dyn Read + Send>| {
-            let lines = Arc::new(Mutex::new(Vec::new()));
-            let l2 = lines.clone();
+            let out = Arc::new(Mutex::new(Vec::new()));
+            let (o2, tx) = (out.clone(), tx.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(r).lines().map_while(Result::ok) {
-                    l2.lock().unwrap().push(line);
+                    o2.lock().unwrap().push(line);
+                    let _ = tx.send(());
                 }
             });
-            lines
+            out
         };
         let stdout = collect(Box::new(child.stdout.take().unwrap()));
         let stderr = collect(Box::new(child.stderr.take().unwrap()));
-        Server { child, stdout, stderr }
+        Server { child, stdout, stderr, lines }
     }
 
     /// Waits until `f` finds something in (stdout, stderr), or panics at the deadline
     /// or when the process ends first.
     fn wait_for<T>(&mut self, what: &str, f: impl Fn(&[String], &[String]) -> Option<T>) -> T {
-        let start = Instant::now();
+        let deadline = Instant::now() + DEADLINE;
         loop {
             if let Some(t) = f(&self.stdout.lock().unwrap(), &self.stderr.lock().unwrap()) {
                 return t;
             }
-            let exited = self.child.try_wait().unwrap();
-            if exited.is_some() || start.elapsed() > DEADLINE {
+            // Wake on the next output line; both pipes closed means the process ended.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let next = self.lines.recv_timeout(left);
+            if next.is_err() {
+                let exited = self.child.try_wait().unwrap();
                 panic!(
                     "waiting for {what}: {}\nstdout:\n{}\nstderr:\n{}",
                     exited.map_or("deadline passed".to_owned(), |s| format!("exited with {s}")),
@@ -276,7 +275,6 @@ impl Server {
                     self.stderr.lock().unwrap().join("\n")
                 );
             }
-            std::thread::sleep(POLL);
         }
     }
 
@@ -284,14 +282,7 @@ impl Server {
     fn terminate(&mut self) -> ExitStatus {
         let st = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(st.success());
-        let start = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(start.elapsed() < DEADLINE, "no exit after SIGTERM");
-            std::thread::sleep(POLL);
-        }
+        self.child.wait_timeout(DEADLINE).unwrap().expect("exit within the deadline after SIGTERM")
     }
 }
 

@@ -4,13 +4,14 @@
 
 use crate::media::{self, KIND_AUDIO, KIND_VIDEO};
 use async_trait::async_trait;
-use fengqiao_sfu::tap::{KeyframeRequestTap, TAP_SLOT};
+use fengqiao_sfu::tap::{RtcpTap, TAP_SLOT};
 use rtc::interceptor::{Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability,
     RtpCodecKind,
 };
 use std::collections::HashMap;
@@ -148,13 +149,29 @@ pub struct PcFactory {
     pub window: Arc<Window>,
 }
 
+/// The media side of a webrtc-rs client of our SFU: VP8 on PT 96 (nack, pli, fir),
+/// Opus on PT 111, the RFC 6464 audio-level extension, `rtc`'s default
+/// interceptors, and `tap` at the application end of the chain to choose which
+/// inbound RTCP the client sees. Shared by `loadgen` and the end-to-end tests.
+///
+/// # Errors
+/// Whatever `rtc` reports for the registration (a bug, not input).
+pub fn client_engine(tap: RtcpTap) -> Result<(MediaEngine, Registry), rtc::shared::error::Error> {
+    let mut me = MediaEngine::default();
+    me.register_codec(RTCRtpCodecParameters { rtp_codec: opus(), payload_type: 111 }, RtpCodecKind::Audio)?;
+    me.register_codec(RTCRtpCodecParameters { rtp_codec: vp8(), payload_type: 96 }, RtpCodecKind::Video)?;
+    me.register_header_extension(
+        RTCRtpHeaderExtensionCapability { uri: fengqiao_sfu::sdp::AUDIO_LEVEL_URI.into() },
+        RtpCodecKind::Audio,
+        None,
+    )?;
+    let registry = register_default_interceptors(Registry::new(), &mut me)?.with(Slot::from(TAP_SLOT), tap);
+    Ok((me, registry))
+}
+
 impl PcFactory {
     pub async fn make(&self) -> anyhow::Result<Pc> {
-        let mut me = MediaEngine::default();
-        me.register_codec(RTCRtpCodecParameters { rtp_codec: opus(), payload_type: 111 }, RtpCodecKind::Audio)?;
-        me.register_codec(RTCRtpCodecParameters { rtp_codec: vp8(), payload_type: 96 }, RtpCodecKind::Video)?;
-        let registry = register_default_interceptors(Registry::new(), &mut me)?
-            .with(Slot::from(TAP_SLOT), KeyframeRequestTap::default());
+        let (me, registry) = client_engine(RtcpTap::default())?;
         let (gtx, grx) = mpsc::channel(1);
         let connected = Arc::new(AtomicBool::new(false));
         let handler = Arc::new(Handler {
@@ -176,7 +193,9 @@ impl PcFactory {
     }
 }
 
-fn local_track(pid: &str, kind: RtpCodecKind, codec: RTCRtpCodec, ssrc: u32) -> Arc<TrackLocalStaticRTP> {
+/// A local track of `kind` with one encoding (`codec`, `ssrc`), in the MediaStream
+/// named `pid` (the SFU names remote streams by participant id the same way).
+pub fn local_track(pid: &str, kind: RtpCodecKind, codec: RTCRtpCodec, ssrc: u32) -> Arc<TrackLocalStaticRTP> {
     Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
         pid.to_owned(),
         format!("{pid}-{kind}"),

@@ -336,9 +336,9 @@ async fn login(
     let cfg = st.store.config();
     let mut cookie = format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        cfg.login_ttl_hours.max(1) * 3600
+        cfg.settings.login_ttl_hours.max(1) * 3600
     );
-    if cfg.secure_cookies {
+    if cfg.secure_cookies() {
         cookie.push_str("; Secure");
     }
     let mut resp = Json(user).into_response();

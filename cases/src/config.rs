@@ -1,52 +1,30 @@
 //! Configuration of the case service (`[cases]` / `[database]` in the server's config).
 
 use chrono::NaiveDate;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// Settings of the case service. Every field has a default, so an empty table works.
+/// What the case service runs with: the server-wide values it is handed
+/// (`data_dir`, `server.public_url`, `database.url`) plus its own
+/// [`CasesSettings`] (the `[cases]` table).
 ///
 /// The database is SQLite in `data_dir/fengqiao.db` (WAL mode) unless
 /// [`database_url`](Self::database_url) names another SQLite file (`sqlite://...`) or a
 /// PostgreSQL server (`postgres://...`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct CasesConfig {
     /// `sqlite://path/to/file.db` or `postgres://user:pass@host/db`; `None` means the
     /// SQLite file `data_dir/fengqiao.db`.
     pub database_url: Option<String>,
     /// The data folder (default `data`): holds the SQLite file, `keys/invite.key` and
-    /// the recordings that the recording endpoint may serve (`data_dir/sessions` (the session folders of docs/interfaces.md, e.g. `<session-id>/review.mp4`)).
+    /// the session folders the recording endpoint may serve (`data_dir/sessions`,
+    /// e.g. `<session-id>/review.mp4`, see docs/interfaces.md).
     pub data_dir: PathBuf,
     /// The public base URL of the server, without trailing slash; invite links are
     /// `{public_url}/join/{token}`.
     pub public_url: String,
-    /// Case-number format. Placeholders: `{year}` (4 digits, local year of
-    /// registration), `{seq}` (the year's running number) or `{seq:N}` (zero-padded
-    /// to N digits), `{district}` ([`district_code`](Self::district_code)).
-    pub case_number_format: String,
-    /// Short district code used by `{district}` in the case-number format.
-    pub district_code: String,
-    /// Offset of local time from UTC, in hours (China: 8). Calendar days, working
-    /// days and the year of a case number are reckoned in local time.
-    pub utc_offset_hours: i32,
-    /// Limits of the deadline table in `domain.md`.
-    pub deadlines: DeadlineConfig,
-    /// Public holidays (no work), `YYYY-MM-DD`.
-    pub holidays: Vec<NaiveDate>,
-    /// Weekend days that are working days (调休 make-up days), `YYYY-MM-DD`.
-    pub extra_working_days: Vec<NaiveDate>,
-    /// KPI 4 input: total disputes screened in the district last year.
-    pub last_year_screened: u64,
-    /// Lifetime of a staff login, in hours (default 12).
-    pub login_ttl_hours: u64,
-    /// Mark login cookies `Secure` (set this when the server is behind TLS).
-    pub secure_cookies: bool,
-    /// Invite links stay valid this many hours after the session's scheduled end
-    /// (default 24).
-    pub invite_grace_hours: u64,
-    /// Largest pool of database connections (default 8).
-    pub max_connections: u32,
+    /// The `[cases]` table.
+    pub settings: CasesSettings,
 }
 
 impl Default for CasesConfig {
@@ -55,6 +33,51 @@ impl Default for CasesConfig {
             database_url: None,
             data_dir: PathBuf::from("data"),
             public_url: "http://localhost:8080".into(),
+            settings: CasesSettings::default(),
+        }
+    }
+}
+
+/// The `[cases]` table of the server's config. Every field has a default, so an
+/// empty table works; unknown keys are refused.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CasesSettings {
+    /// Case-number format. Placeholders: `{year}` (4 digits, local year of
+    /// registration), `{seq}` (the year's running number) or `{seq:N}` (zero-padded
+    /// to N digits), `{district}` ([`district_code`](Self::district_code)).
+    pub case_number_format: String,
+    /// Short district code used by `{district}` in the case-number format.
+    pub district_code: String,
+    /// Offset of local time from UTC, in hours (China: 8), -12..=14. Calendar days,
+    /// working days and the year of a case number are reckoned in local time.
+    pub utc_offset_hours: i32,
+    /// `[cases.deadlines]`: limits of the deadline table in `domain.md`.
+    pub deadlines: DeadlineConfig,
+    /// Public holidays (no work), `YYYY-MM-DD`.
+    pub holidays: Vec<NaiveDate>,
+    /// Weekend days that are working days (调休 make-up days), `YYYY-MM-DD`.
+    pub extra_working_days: Vec<NaiveDate>,
+    /// KPI 4 input: total disputes screened in the district last year.
+    pub last_year_screened: u64,
+    /// Lifetime of a staff login, in hours (at least 1; default 12).
+    pub login_ttl_hours: u64,
+    /// Mark login cookies `Secure`. Unset: true when the public URL is `https://`
+    /// ([`CasesConfig::secure_cookies`]).
+    pub secure_cookies: Option<bool>,
+    /// Invite links stay valid this many hours after the session's scheduled end
+    /// (default 24).
+    pub invite_grace_hours: u64,
+    /// Largest pool of database connections (at least 1; default 8).
+    pub max_connections: u32,
+    /// Seconds between rounds of deadline warnings and outbox delivery (at least 1;
+    /// default 60).
+    pub outbox_interval_secs: u64,
+}
+
+impl Default for CasesSettings {
+    fn default() -> Self {
+        Self {
             case_number_format: "({year}){district}调字第{seq:05}号".into(),
             district_code: "枫".into(),
             utc_offset_hours: 8,
@@ -63,14 +86,21 @@ impl Default for CasesConfig {
             extra_working_days: Vec::new(),
             last_year_screened: 0,
             login_ttl_hours: 12,
-            secure_cookies: false,
+            secure_cookies: None,
             invite_grace_hours: 24,
             max_connections: 8,
+            outbox_interval_secs: 60,
         }
     }
 }
 
 impl CasesConfig {
+    /// Whether login cookies are `Secure`: [`CasesSettings::secure_cookies`], or else
+    /// whether the public URL is `https://`.
+    pub fn secure_cookies(&self) -> bool {
+        self.settings.secure_cookies.unwrap_or_else(|| self.public_url.starts_with("https://"))
+    }
+
     /// The database URL in force: [`database_url`](Self::database_url) or the SQLite
     /// file `data_dir/fengqiao.db`.
     pub fn effective_database_url(&self) -> String {
@@ -93,7 +123,7 @@ impl CasesConfig {
 
 /// The limits of `domain.md`'s deadline table. All are configurable; the defaults are
 /// the rules marked *default* there.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeadlineConfig {
     /// Organisation admin responds to (accepts) or re-routes a triaged dispute, hours

@@ -160,7 +160,7 @@ impl Store {
             }
         }
         let mut opts = AnyPoolOptions::new()
-            .max_connections(cfg.max_connections.max(1))
+            .max_connections(cfg.settings.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30));
         if backend == Backend::Sqlite {
             opts = opts.after_connect(|conn, _meta| {

@@ -41,7 +41,7 @@ impl Calendar {
 
     /// The calendar configured in `cfg`.
     pub fn from_config(cfg: &CasesConfig) -> Self {
-        Self::new(cfg.utc_offset_hours, &cfg.holidays, &cfg.extra_working_days)
+        Self::new(cfg.settings.utc_offset_hours, &cfg.settings.holidays, &cfg.settings.extra_working_days)
     }
 
     /// True for a working day: a configured make-up day, or a weekday that is not a

@@ -25,7 +25,7 @@ pub mod service;
 pub mod validate;
 
 pub use api::{router, CasesState, Ctx, Principal};
-pub use config::{CasesConfig, DeadlineConfig};
+pub use config::{CasesConfig, CasesSettings, DeadlineConfig};
 pub use db::{migrate, Actor, Backend, Clock, Store};
 pub use demo::{load_demo_data, DemoLogin};
 pub use error::{CasesError, ErrorBody};

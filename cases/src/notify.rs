@@ -155,7 +155,7 @@ impl Store {
     /// [`CasesError::Database`].
     pub async fn enqueue_deadline_warnings(&self) -> Result<usize, CasesError> {
         let now = self.now();
-        let warn = self.config().deadlines.warn_before_hours * 3600;
+        let warn = self.config().settings.deadlines.warn_before_hours * 3600;
         let mut n = 0;
         for d in self.pending_deadlines(Scope::All, false).await? {
             let (kind, key) = match d.state {

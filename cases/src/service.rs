@@ -614,7 +614,7 @@ impl Store {
         let token =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
         let now = self.now();
-        let ttl = self.inner.cfg.login_ttl_hours.max(1) as i64 * 3600;
+        let ttl = self.inner.cfg.settings.login_ttl_hours.max(1) as i64 * 3600;
         sqlx::query("INSERT INTO login_sessions (token_hash, user_id, created_at, expires_at, client_addr) VALUES ($1, $2, $3, $4, $5)")
             .bind(validate::sha256(token.as_bytes()))
             .bind(row.id)
@@ -978,7 +978,7 @@ impl Store {
         .await?;
         let cfg = &self.inner.cfg;
         let case_number =
-            format_case_number(&cfg.case_number_format, year, seq, &cfg.district_code);
+            format_case_number(&cfg.settings.case_number_format, year, seq, &cfg.settings.district_code);
         let d: DisputeRow = sqlx::query_as(
             "INSERT INTO disputes (case_number, category, description, amount_fen, status, is_public, registered_by, registered_at, updated_at) \
              VALUES ($1, $2, $3, $4, 'registered', $5, $6, $7, $7) RETURNING *",
@@ -1158,7 +1158,7 @@ impl Store {
         let f = facts(d, kind, notice.as_ref());
         Ok(deadlines::compute(
             self.calendar(),
-            &self.inner.cfg.deadlines,
+            &self.inner.cfg.settings.deadlines,
             &f,
             self.now(),
         ))
@@ -1263,7 +1263,7 @@ impl Store {
     ) -> Result<(), CasesError> {
         let due = self
             .calendar()
-            .add_hours(now, self.inner.cfg.deadlines.triage_response_hours);
+            .add_hours(now, self.inner.cfg.settings.deadlines.triage_response_hours);
         sqlx::query("INSERT INTO triage_notices (dispute_id, org_id, notified_at, due_at) VALUES ($1, $2, $3, $4)")
             .bind(d.id)
             .bind(org_id)
@@ -1278,7 +1278,7 @@ impl Store {
                 "triage_notice",
                 &r,
                 &format!("New dispute {}", d.case_number),
-                &format!("Dispute {} ({}) was routed to your organisation. Accept or re-route it within {} hours.", d.case_number, d.category, self.inner.cfg.deadlines.triage_response_hours),
+                &format!("Dispute {} ({}) was routed to your organisation. Accept or re-route it within {} hours.", d.case_number, d.category, self.inner.cfg.settings.deadlines.triage_response_hours),
                 None,
             )
             .await?;
@@ -1402,7 +1402,7 @@ impl Store {
             &format!("Assigned: {}", d.case_number),
             &format!(
                 "You were assigned dispute {}. Accept within {} working days.",
-                d.case_number, self.inner.cfg.deadlines.mediator_accept_working_days
+                d.case_number, self.inner.cfg.settings.deadlines.mediator_accept_working_days
             ),
             None,
         )
@@ -1988,7 +1988,7 @@ impl Store {
         };
         let now = self.now();
         let room = format!("case{}-{}", d.id, random_id());
-        let exp = at + minutes * 60 + self.inner.cfg.invite_grace_hours as i64 * 3600;
+        let exp = at + minutes * 60 + self.inner.cfg.settings.invite_grace_hours as i64 * 3600;
         let mut tx = self.inner.pool.begin().await?;
         let session: MediationSession = sqlx::query_as(
             "INSERT INTO mediation_sessions (dispute_id, room, scheduled_at, duration_minutes, status, created_by, created_at) \
@@ -2394,7 +2394,7 @@ impl Store {
                     d.org_id.and_then(|o| kinds.get(&o).cloned()),
                     latest.get(&d.id).copied(),
                 );
-                deadlines::compute(self.calendar(), &self.inner.cfg.deadlines, &f, now)
+                deadlines::compute(self.calendar(), &self.inner.cfg.settings.deadlines, &f, now)
             })
             .filter(|x| match x.state {
                 DeadlineState::Overdue => true,
@@ -2448,7 +2448,7 @@ impl Store {
         .bind(org)
         .fetch_all(pool)
         .await?;
-        let lim = &self.inner.cfg.deadlines;
+        let lim = &self.inner.cfg.settings.deadlines;
         let mediations = med
             .into_iter()
             .map(|(acc, ext, concluded, outcome)| {
@@ -2479,7 +2479,7 @@ impl Store {
             notices,
             mediations,
             online_registered,
-            last_year_screened: self.inner.cfg.last_year_screened as i64,
+            last_year_screened: self.inner.cfg.settings.last_year_screened as i64,
             trainings_in_window,
         };
         let days = (to - from).num_days() + 1;

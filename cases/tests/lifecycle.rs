@@ -1013,7 +1013,7 @@ async fn sessions_invites_recordings(db: Db) {
 }
 
 async fn login_cookies_and_401_vs_403(db: Db) {
-    let Some(env) = env_with(db, T0, |c| c.secure_cookies = true).await else {
+    let Some(env) = env_with(db, T0, |c| c.settings.secure_cookies = Some(true)).await else {
         return;
     };
     let d = seed(&env).await;

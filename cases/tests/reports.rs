@@ -26,9 +26,9 @@ fn end_of(day: &str) -> i64 {
 /// 2025 National Day: 1–8 October off; Sunday 28 September and Saturday 11 October
 /// are make-up working days.
 fn holiday_config(c: &mut fengqiao_cases::CasesConfig) {
-    c.holidays = (1..=8).map(|i| d(&format!("2025-10-0{i}"))).collect();
-    c.extra_working_days = vec![d("2025-09-28"), d("2025-10-11")];
-    c.login_ttl_hours = 24 * 365;
+    c.settings.holidays = (1..=8).map(|i| d(&format!("2025-10-0{i}"))).collect();
+    c.settings.extra_working_days = vec![d("2025-09-28"), d("2025-10-11")];
+    c.settings.login_ttl_hours = 24 * 365;
 }
 
 async fn deadlines_across_the_national_day_holiday(db: Db) {
@@ -259,8 +259,8 @@ async fn held_session(env: &Env, id: i64, when: &str) {
 /// The fixture of `docs/cases.md` ("KPIs: the test fixture"), worked out by hand.
 async fn kpis_match_the_hand_worked_fixture(db: Db) {
     let Some(env) = env_with(db, ts("2024-12-01 09:00"), |c| {
-        c.login_ttl_hours = 24 * 3650;
-        c.last_year_screened = 20;
+        c.settings.login_ttl_hours = 24 * 3650;
+        c.settings.last_year_screened = 20;
     })
     .await
     else {
@@ -494,7 +494,7 @@ impl NotificationSender for Flaky {
 }
 
 async fn outbox_delivery_and_warnings(db: Db) {
-    let Some(env) = env_with(db, ts("2025-03-03 09:00"), |c| c.login_ttl_hours = 24 * 365).await
+    let Some(env) = env_with(db, ts("2025-03-03 09:00"), |c| c.settings.login_ttl_hours = 24 * 365).await
     else {
         return;
     };

@@ -11,17 +11,11 @@
 
 use async_trait::async_trait;
 use fengqiao::server::{self, Running};
-use fengqiao_sfu::tap::{RtcpTap, TAP_SLOT};
+use fengqiao_bench::client::{client_engine, local_track, opus, vp8};
+use fengqiao_sfu::tap::RtcpTap;
 use futures_util::{SinkExt, StreamExt};
-use rtc::interceptor::{Registry, Slot};
-use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
@@ -203,44 +196,6 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-fn vp8() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_VP8.into(),
-        clock_rate: 90000,
-        channels: 0,
-        sdp_fmtp_line: String::new(),
-        rtcp_feedback: vec![
-            RTCPFeedback { typ: "nack".into(), parameter: String::new() },
-            RTCPFeedback { typ: "nack".into(), parameter: "pli".into() },
-            RTCPFeedback { typ: "ccm".into(), parameter: "fir".into() },
-        ],
-    }
-}
-
-fn opus() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_OPUS.into(),
-        clock_rate: 48000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
-        rtcp_feedback: vec![],
-    }
-}
-
-fn local_track(pid: &str, kind: RtpCodecKind, codec: RTCRtpCodec, ssrc: u32) -> Arc<TrackLocalStaticRTP> {
-    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        pid.to_owned(),
-        format!("{pid}-{kind}"),
-        format!("{pid}-{kind}"),
-        kind,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-            codec,
-            ..Default::default()
-        }],
-    )))
-}
-
 impl Client {
     /// Joins with `token` over a new WebSocket, publishes audio + video, and keeps
     /// answering the server's renegotiation offers.
@@ -250,23 +205,8 @@ impl Client {
         let joined = recv_json(&mut ws, Duration::from_secs(5)).await;
         assert_eq!(joined["type"], "joined", "join reply: {joined}");
 
-        let mut me = MediaEngine::default();
-        me.register_codec(RTCRtpCodecParameters { rtp_codec: opus(), payload_type: 111 }, RtpCodecKind::Audio)
-            .unwrap();
-        me.register_codec(RTCRtpCodecParameters { rtp_codec: vp8(), payload_type: 96 }, RtpCodecKind::Video)
-            .unwrap();
-        me.register_header_extension(
-            rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability {
-                uri: fengqiao_sfu::sdp::AUDIO_LEVEL_URI.into(),
-            },
-            RtpCodecKind::Audio,
-            None,
-        )
-        .unwrap();
-        let registry = register_default_interceptors(Registry::new(), &mut me)
-            .unwrap()
-            // Every inbound RTCP reaches the client, so tests see what the SFU sends.
-            .with(Slot::from(TAP_SLOT), RtcpTap::new(|_| true));
+        // Every inbound RTCP reaches the client, so tests see what the SFU sends.
+        let (me, registry) = client_engine(RtcpTap::new(|_| true)).expect("client media engine");
         let received = Arc::new(Mutex::new(Received::default()));
         let ws_closed = Arc::new(AtomicBool::new(false));
         let (gtx, mut grx) = mpsc::channel(1);

@@ -93,8 +93,7 @@ pub fn base_config(dir: &std::path::Path) -> CasesConfig {
     CasesConfig {
         data_dir: dir.to_path_buf(),
         public_url: "https://fq.example.test".into(),
-        last_year_screened: 20,
-        max_connections: 8,
+        settings: CasesSettings { last_year_screened: 20, max_connections: 8, ..CasesSettings::default() },
         ..CasesConfig::default()
     }
 }
