@@ -230,7 +230,7 @@ async fn main() -> anyhow::Result<()> {
                     Some(l) => print_demo_logins(&l),
                     None => println!("Demo logins: staff accounts exist already (the demo logins were printed on first start)."),
                 }
-                println!("\nCase API: {0}/api (OpenAPI at {0}/api/openapi.json)\n", running.public_url);
+                println!("\nCase API: {0}/api/… — sign in with POST {0}/api/auth/login; every endpoint is listed at {0}/api/openapi.json\n", running.public_url);
             }
             let sfu = running.sfu.clone();
             let stop = async {
