@@ -246,6 +246,40 @@ pub enum Body {
         /// SHA-256 of each consecutive 16 MiB chunk, hex; `[]` for an empty file.
         chunks: Vec<String>,
     },
+    /// A recorded track's place on the session timeline (written once per track,
+    /// when its first RTCP sender report arrived, or 5 s after its first packet
+    /// without one). Timeline zero is the `t` of the first `start` entry.
+    Track {
+        /// The originals' segment stem, relative to the session folder, e.g.
+        /// `tracks/a1-audio-0`; its segments are `<track>-NNNNN.mkv`.
+        track: String,
+        /// The publishing participant.
+        pid: String,
+        /// Audio or video.
+        kind: TrackKind,
+        /// Codec as received: `VP8`, `H264` or `Opus`.
+        codec: String,
+        /// The room the track was published in: `main` or a side room (caucus).
+        room: String,
+        /// RTP clock rate, Hz (48000 Opus, 90000 video).
+        clock_rate: u32,
+        /// The RTP timestamp of the track's first recorded packet.
+        rtp_ts: u32,
+        /// That packet's position on the session timeline, ms.
+        offset_ms: u64,
+        /// How `offset_ms` was found: `sr` (RTCP sender report NTP↔RTP, RFC 3550
+        /// §6.4.1, mapped to server time by the report's arrival) or `arrival`
+        /// (the packet's arrival time only).
+        sync: String,
+    },
+    /// A participant changed rooms (joint room `main` ↔ a side room, 背靠背):
+    /// media after this entry belongs to `room`.
+    Moved {
+        /// The participant moved.
+        pid: String,
+        /// `main` or the side room's name.
+        room: String,
+    },
     /// An open file was missing at close-out.
     FileLost {
         /// Path relative to the session folder.
@@ -280,6 +314,8 @@ impl Body {
             Body::Stop {} => "stop",
             Body::FileOpen { .. } => "file_open",
             Body::File { .. } => "file",
+            Body::Track { .. } => "track",
+            Body::Moved { .. } => "moved",
             Body::FileLost { .. } => "file_lost",
             Body::Interrupted { .. } => "interrupted",
             Body::End {} => "end",
