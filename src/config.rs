@@ -18,6 +18,11 @@ pub struct ServerConfig {
     pub http_addr: SocketAddr,
     /// The base of invite links (`{public_url}/join/{token}`). Default http://127.0.0.1:8080.
     pub public_url: String,
+    /// PEM certificate chain (leaf first). With `tls_key`, `http_addr` serves HTTPS and
+    /// WSS itself (rustls, `src/tls.rs`). Default unset: plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`. Set both or neither.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -25,7 +30,24 @@ impl Default for ServerConfig {
         Self {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: "http://127.0.0.1:8080".into(),
+            tls_cert: None,
+            tls_key: None,
         }
+    }
+}
+
+/// `[recorder]`: the evidence recorder (`docs/evidence.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecorderConfig {
+    /// Length of one originals segment (Matroska file), seconds; video is cut at the
+    /// first keyframe after it (asked for by PLI). 10–3600, default 300 (5 min).
+    pub segment_secs: u64,
+}
+
+impl Default for RecorderConfig {
+    fn default() -> Self {
+        Self { segment_secs: 300 }
     }
 }
 
@@ -78,6 +100,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[database]`.
     pub database: DatabaseConfig,
+    /// `[recorder]`: the evidence recorder.
+    pub recorder: RecorderConfig,
     /// `[cases]`: the case service's own settings (`docs/cases.md`). `data_dir`,
     /// `server.public_url` and `database.url` are handed to it, not repeated here.
     pub cases: CasesSettings,
@@ -125,6 +149,16 @@ impl Config {
             (u.starts_with("http://") || u.starts_with("https://")) && !u.ends_with('/'),
             "config key `server.public_url`: must start with http:// or https:// and not end with /, got {u:?}"
         );
+        anyhow::ensure!(
+            (10..=3600).contains(&self.recorder.segment_secs),
+            "config key `recorder.segment_secs`: must be between 10 and 3600, got {}",
+            self.recorder.segment_secs
+        );
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(_), None) => anyhow::bail!("config key `server.tls_key`: must be set when server.tls_cert is set"),
+            (None, Some(_)) => anyhow::bail!("config key `server.tls_cert`: must be set when server.tls_key is set"),
+            _ => {}
+        }
         anyhow::ensure!(self.media.max_participants >= 1, "config key `media.max_participants`: must be at least 1");
         if let Some(url) = self.database.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
             anyhow::ensure!(
@@ -227,9 +261,10 @@ fn toml_value<T: Serialize>(v: &T) -> Option<String> {
 /// Every key with its default, unit and meaning. The destructuring below has no
 /// `..`: a new config field does not compile until it is documented here.
 fn key_docs() -> Vec<KeyDoc> {
-    let Config { data_dir, server, media, log, database, cases } = Config::embedded_defaults();
-    let ServerConfig { http_addr, public_url } = server;
-    let MediaConfig { bind_ip, udp_port, public_ip, max_participants, ice_disconnected_timeout_ms, ice_failed_timeout_ms } =
+    let Config { data_dir, server, media, log, database, recorder, cases } = Config::embedded_defaults();
+    let RecorderConfig { segment_secs } = recorder;
+    let ServerConfig { http_addr, public_url, tls_cert, tls_key } = server;
+    let MediaConfig { bind_ip, udp_port, public_ip, max_participants, ice_disconnected_timeout_ms, ice_failed_timeout_ms, tcp_port, test_refuse_sends: _ } =
         media;
     let LogConfig { format, level } = log;
     let DatabaseConfig { url } = database;
@@ -270,15 +305,19 @@ fn key_docs() -> Vec<KeyDoc> {
         k!("data_dir", data_dir, "path", "The data folder: keys/, the SQLite database, sessions/. Relative paths are relative to the working directory."),
         k!("server.http_addr", http_addr, "IP:port", "Where pages, /ws signaling, /api, /metrics, /healthz and /readyz listen. Port 0 picks a free one."),
         k!("server.public_url", public_url, "URL", "Base of invite links ({public_url}/join/{token}); http:// or https://, no trailing /. Browsers need https:// (or localhost) for camera and microphone."),
+        k!("server.tls_cert", tls_cert, "path", "PEM certificate chain (leaf first). With tls_key set too, http_addr serves HTTPS and WSS directly (rustls). Unset: plain HTTP.", "tls_cert = \"/etc/fengqiao/tls/fullchain.pem\""),
+        k!("server.tls_key", tls_key, "path", "PEM private key of tls_cert (PKCS#8, PKCS#1 or SEC1); readable by the service user only. Set both or neither.", "tls_key = \"/etc/fengqiao/tls/privkey.pem\""),
         k!("media.bind_ip", bind_ip, "IP address", "Address of the one UDP media socket."),
         k!("media.udp_port", udp_port, "UDP port", "The one UDP port for every peer of every room; 0 picks a free one."),
         k!("media.public_ip", public_ip, "IP address", "Advertised in ICE candidates (1:1 NAT). Unset: bind_ip.", "public_ip = \"203.0.113.10\""),
+        k!("media.tcp_port", tcp_port, "TCP port", "ICE-TCP (RFC 6544): a passive TCP candidate on this one port beside the UDP one, for networks that block UDP; 0 picks a free one. Unset: no ICE-TCP.", "tcp_port = 40000"),
         k!("media.max_participants", max_participants, "participants", "Room cap (at least 1); a join beyond it gets room_full."),
         k!("media.ice_disconnected_timeout_ms", ice_disconnected_timeout_ms, "milliseconds", "No STUN from a peer for this long: its Transport is disconnected (RFC 7675 consent)."),
         k!("media.ice_failed_timeout_ms", ice_failed_timeout_ms, "milliseconds", "Then this much longer: the Transport fails and the participant leaves (ice_failed)."),
         k!("log.format", format, "text | json", "Log format on stderr: human-readable lines or one JSON object per line."),
         k!("log.level", level, "tracing filter", "e.g. \"info\" or \"fengqiao_sfu=debug,info\"."),
         k!("database.url", url, "URL", "The case database: sqlite://path/file.db or postgres://user:pass@host/db. Unset or empty: SQLite <data_dir>/fengqiao.db (WAL).", "url = \"postgres://fengqiao:secret@127.0.0.1/fengqiao\""),
+        k!("recorder.segment_secs", segment_secs, "seconds", "Length of one originals segment (Matroska file), 10-3600; video is cut at the first keyframe after it, asked for by PLI."),
         k!("cases.case_number_format", case_number_format, "template", "Case numbers; must contain {seq} or {seq:N} (N 1-20, zero-padded); also {year}, {district}."),
         k!("cases.district_code", district_code, "text", "Replaces {district} in case numbers."),
         k!("cases.utc_offset_hours", utc_offset_hours, "hours", "Local time's offset from UTC (-12..=14), for calendar days, working days and case-number years."),

@@ -2,5 +2,9 @@
 //! together. `main.rs` is the command line on top of [`server::start`].
 
 pub mod config;
+pub mod evidence_api;
+pub mod export_api;
 pub mod ops;
+pub mod recording;
 pub mod server;
+pub mod tls;

@@ -99,6 +99,75 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Export a case's recordings as ISO 9660 disc images (docs/disc.md): review
+    /// videos, originals, WAV, the evidence manifests, the public key, a signed disc
+    /// manifest and an offline verifier page; spread over several discs when needed.
+    Export {
+        /// The case: its dispute id or its case number, e.g. "(2026)枫调字第00001号".
+        #[arg(long)]
+        case: String,
+        /// Session ids to export, comma-separated; default every session with recordings.
+        #[arg(long, value_delimiter = ',')]
+        sessions: Option<Vec<i64>>,
+        /// cd, dvd, dvd-dl, bd25 or bd50.
+        #[arg(long)]
+        media: fengqiao_recorder::disc::Media,
+        /// Folder for the .iso files (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also export caucus (背靠背) recordings, marked confidential.
+        #[arg(long)]
+        include_caucus: bool,
+        /// Who exports, for the disc manifest and the audit log (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// TOML config file; FENGQIAO_* variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Burn an exported image to a disc with xorriso, then read the disc back and
+    /// compare every file with its disc manifest (docs/disc.md). Exits 1 unless all match.
+    Burn {
+        /// The .iso made by `fengqiao export`.
+        #[arg(long)]
+        image: PathBuf,
+        /// The drive, e.g. /dev/sr0 (a regular file is written as a disc image).
+        #[arg(long)]
+        device: PathBuf,
+        /// Trusted public key file (PEM or 64 hex digits) for the disc manifest's
+        /// signature; by default the server's own key in <data_dir>/keys.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// TOML config file (for data_dir); FENGQIAO_* variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Render the review videos of a finished session (docs/evidence.md § Review video):
+    /// review/main.mp4 and review/caucus-<room>.mp4, H.264 + AAC with the recording-time
+    /// overlay; progress in review/render.json. Refuses a session that does not verify.
+    Render {
+        /// The session folder, e.g. data/sessions/<session-id>.
+        session_dir: PathBuf,
+        /// Trusted public key file (PEM from `keys export`, or 64 hex digits); by
+        /// default the server's own key in <data_dir>/keys.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// TOML config file (for data_dir); FENGQIAO_* variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Output width in pixels.
+        #[arg(long, default_value_t = 1280)]
+        width: u32,
+        /// Output height in pixels.
+        #[arg(long, default_value_t = 720)]
+        height: u32,
+        /// Output frames per second.
+        #[arg(long, default_value_t = 25)]
+        fps: u32,
+        /// x264 speed preset (ultrafast … veryslow).
+        #[arg(long, default_value = "veryfast")]
+        preset: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -324,6 +393,48 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", pk.to_pem());
             Ok(())
         }
+        Cmd::Render { session_dir, public_key, config, width, height, fps, preset } => {
+            let pk = match public_key {
+                Some(p) => {
+                    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+                    fengqiao_recorder::PublicKey::parse(&text).with_context(|| format!("public key {}", p.display()))?
+                }
+                None => {
+                    let cfg = Config::load(config.as_deref())?;
+                    let key = fengqiao_recorder::EvidenceKey::load(&cfg.keys_dir())
+                        .context("loading the server's evidence key (or pass --public-key)")?;
+                    *key.public_key()
+                }
+            };
+            let opts = fengqiao_recorder::render::RenderOptions {
+                width,
+                height,
+                fps,
+                speed_preset: preset,
+                ..fengqiao_recorder::render::RenderOptions::new(pk)
+            };
+            let bar = indicatif::ProgressBar::new(100);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("render [{bar:40}] {pos:>3}% {elapsed_precise}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            let result = fengqiao_recorder::render::render(&session_dir, &opts, |p| bar.set_position(u64::from(p)));
+            bar.finish_and_clear();
+            match result {
+                Ok(outputs) => {
+                    for o in outputs {
+                        println!("{}  {}  ({} bytes, room {})", o.sha256, o.path, o.size, o.room);
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(anyhow::Error::new(e).context(format!("rendering {}", session_dir.display()))),
+            }
+        }
+        Cmd::Export { case, sessions, media, out, include_caucus, by, config } => {
+            export_cmd(config, &case, sessions, media, out, include_caucus, by).await
+        }
+        Cmd::Burn { image, device, public_key, config } => burn_cmd(image, device, public_key, config).await,
         Cmd::Verify { session_dir, public_key, config } => {
             let pk = match public_key {
                 Some(p) => {
@@ -345,4 +456,116 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A progress bar over bytes with the phase as its message (indicatif).
+fn progress_bar() -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(100);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg:28} [{bar:40}] {percent:>3}% {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb
+}
+
+fn show_progress(pb: &indicatif::ProgressBar, p: &fengqiao_recorder::disc::Progress) {
+    use fengqiao_recorder::disc::Phase;
+    pb.set_length(p.total.max(1));
+    pb.set_position(p.done);
+    let msg = match p.phase {
+        Phase::Check => "checking evidence".to_owned(),
+        Phase::Build => format!("writing disc {}/{}", p.disc, p.discs),
+        Phase::ReadBack => format!("reading back disc {}/{}", p.disc, p.discs),
+        Phase::Burn => "burning".to_owned(),
+    };
+    pb.set_message(msg);
+}
+
+/// `fengqiao export`: resolve the case, export, audit, print the images.
+async fn export_cmd(
+    config: Option<PathBuf>,
+    case: &str,
+    sessions: Option<Vec<i64>>,
+    media: fengqiao_recorder::disc::Media,
+    out: PathBuf,
+    include_caucus: bool,
+    by: Option<String>,
+) -> anyhow::Result<()> {
+    use fengqiao::export_api;
+    let cfg = Config::load(config.as_deref())?;
+    let store = server::connect_cases(&cfg, &cfg.server.public_url).await?;
+    let r = async {
+        let d = export_api::resolve_case(&store, case).await.map_err(cases_err)?;
+        let srcs = export_api::sources(&store, &d, sessions.as_deref()).await.map_err(cases_err)?;
+        let key = export_api::load_key(&store).map_err(cases_err)?;
+        let by = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "system".into());
+        let actor = fengqiao_cases::Actor { name: format!("cli:{by}"), role: "system".into(), addr: String::new() };
+        let pb = progress_bar();
+        let pb2 = pb.clone();
+        let (case_number, dispute_id) = (d.case_number.clone(), d.id);
+        let result = tokio::task::spawn_blocking(move || {
+            let req = fengqiao_recorder::disc::ExportRequest {
+                case_number,
+                dispute_id,
+                sessions: srcs,
+                media,
+                out_dir: out,
+                include_caucus,
+                key: &key,
+                now: fengqiao_recorder::Timestamp::now(),
+                exported_by: by,
+            };
+            fengqiao_recorder::disc::export(&req, &mut |p| show_progress(&pb2, p))
+        })
+        .await?;
+        pb.finish_and_clear();
+        export_api::audit_export(&store, &actor, &d, media, &result).await.map_err(cases_err)?;
+        let report = result.with_context(|| format!("exporting case {}", d.case_number))?;
+        println!("case {}: {} disc(s) of {}", d.case_number, report.images.len(), media.as_str());
+        for i in &report.images {
+            println!("  {}  disc {}/{}  {} bytes  sha256 {}", i.path.display(), i.disc, i.discs, i.size, i.sha256);
+        }
+        if !report.caucus_left_out.is_empty() {
+            println!("  {} caucus file(s) left out (--include-caucus to add them, marked confidential)", report.caucus_left_out.len());
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    store.close().await;
+    r
+}
+
+/// `fengqiao burn`: burn, read back, report.
+async fn burn_cmd(image: PathBuf, device: PathBuf, public_key: Option<PathBuf>, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let pk = match public_key {
+        Some(p) => {
+            let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            fengqiao_recorder::PublicKey::parse(&text).with_context(|| format!("public key {}", p.display()))?
+        }
+        None => {
+            let cfg = Config::load(config.as_deref())?;
+            let key = fengqiao_recorder::EvidenceKey::load(&cfg.keys_dir())
+                .context("loading the server's evidence key (or pass --public-key)")?;
+            *key.public_key()
+        }
+    };
+    let pb = progress_bar();
+    let pb2 = pb.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        fengqiao_recorder::disc::burn(&image, &device, &pk, &mut |p| show_progress(&pb2, p)).map(|r| (r, device))
+    })
+    .await?;
+    pb.finish_and_clear();
+    let (report, device) = r?;
+    println!(
+        "burnt {} disc {}/{} ({}) to {}: all {} files read back and match the disc manifest",
+        report.manifest.case_number,
+        report.manifest.disc,
+        report.manifest.discs,
+        report.manifest.volume_id,
+        device.display(),
+        report.check.ok.len()
+    );
+    Ok(())
 }

@@ -30,6 +30,7 @@ pub struct Running {
     /// The case store (migrated; served under `/api`).
     pub cases: Store,
     outbox: tokio::task::JoinHandle<()>,
+    recorder: Option<std::thread::JoinHandle<()>>,
     stop: Option<oneshot::Sender<()>>,
     http: tokio::task::JoinHandle<()>,
     media: tokio::task::JoinHandle<()>,
@@ -50,6 +51,11 @@ impl Running {
             let _ = s.send(());
         }
         let _ = self.media.await;
+        // The media task is gone, so the recorder has its last messages: it closes
+        // every open record (as interrupted by the shutdown) and ends.
+        if let Some(r) = self.recorder.take() {
+            let _ = tokio::task::spawn_blocking(move || r.join()).await;
+        }
         let _ = self.http.await;
         let _ = (&mut self.outbox).await;
         self.cases.close().await;
@@ -107,13 +113,18 @@ async fn fallback(uri: axum::http::Uri) -> axum::response::Response {
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     cfg.prepare_data_dir()?;
     let key = InviteKey::load_or_create(&cfg.keys_dir())?;
+    // HTTPS/WSS when a certificate is configured: read and checked before anything binds.
+    let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
+        (Some(c), Some(k)) => Some(crate::tls::load(c, k)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.server.http_addr)
         .await
         .with_context(|| format!("binding HTTP {}", cfg.server.http_addr))?;
     let http_addr = listener.local_addr()?;
     let mut public_url = cfg.server.public_url.clone();
     if cfg.server.http_addr.port() == 0 && public_url == crate::config::ServerConfig::default().public_url {
-        public_url = format!("http://{http_addr}");
+        public_url = format!("{}://{http_addr}", if tls.is_some() { "https" } else { "http" });
     }
     let cases = connect_cases(&cfg, &public_url).await?;
     // Session event logs (data/sessions/<session>/events.jsonl), written off the media task.
@@ -124,11 +135,29 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             return Err(anyhow::Error::new(e).context("starting the session event log writer"));
         }
     };
-    let (sfu, media) = match Sfu::start_with_events(cfg.media.clone(), Some(event_log)).await {
+    // The evidence recorder: its key, the close-out of sessions a crash interrupted,
+    // and its queue from the media task.
+    let recorder_started = crate::recording::prepare(&cfg);
+    let (evidence_key, rec_sink, rec_source) = match recorder_started {
+        Ok(x) => x,
+        Err(e) => {
+            cases.close().await;
+            return Err(e);
+        }
+    };
+    let (sfu, media) = match Sfu::start_with(cfg.media.clone(), Some(event_log), Some(rec_sink)).await {
         Ok(x) => x,
         Err(e) => {
             cases.close().await;
             return Err(e.into());
+        }
+    };
+    let recorder = match crate::recording::spawn(&cfg, evidence_key, rec_source, sfu.clone(), cases.clone()) {
+        Ok(h) => h,
+        Err(e) => {
+            sfu.shutdown().await;
+            cases.close().await;
+            return Err(e);
         }
     };
     let outbox = fengqiao_cases::spawn_outbox_worker(
@@ -141,16 +170,29 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         .merge(fengqiao_web::router())
         .merge(fengqiao_signaling::router(SignalingState { sfu: sfu.clone(), key: key.clone() }))
         .merge(fengqiao_cases::router(CasesState::new(cases.clone())))
+        .merge(fengqiao_web::staff::router())
+        .merge(crate::evidence_api::router(CasesState::new(cases.clone())))
+        .merge(crate::export_api::router(cases.clone()))
         .merge(ops.router())
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(ops.clone(), crate::ops::track_http));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let http = tokio::spawn(async move {
-        let r = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await;
+        let stop = async {
+            let _ = stop_rx.await;
+        };
+        let make = app.into_make_service_with_connect_info::<SocketAddr>();
+        let r = match tls {
+            // `tap_io` gives the TLS listener axum's `ConnectInfo<SocketAddr>`.
+            Some(t) => match crate::tls::TlsListener::new(listener, t) {
+                Ok(l) => {
+                    use axum::serve::ListenerExt as _;
+                    axum::serve(l.tap_io(|_| {}), make).with_graceful_shutdown(stop).await
+                }
+                Err(e) => Err(e),
+            },
+            None => axum::serve(listener, make).with_graceful_shutdown(stop).await,
+        };
         if let Err(e) = r {
             tracing::error!("http server: {e}");
         }
@@ -165,6 +207,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         sfu,
         cases,
         outbox,
+        recorder: Some(recorder),
         stop: Some(stop_tx),
         http,
         media,

@@ -10,6 +10,8 @@
 //! - [`verify()`]: checks a session folder and returns a readable [`Report`];
 //! - [`close_out_interrupted`]: closes a session cut short by a crash or shutdown;
 //! - [`originals`]: per-track RTP → Matroska segment writer (GStreamer).
+//! - [`render`]: the review video (`review/main.mp4`, caucus MP4s) with the
+//!   recording-time overlay, from a verified session folder (GStreamer).
 //!
 //! The byte-exact format is specified in `docs/evidence.md`; the rules it serves
 //! are in `shared/domain.md` ("Session rules": SPC Provisions on hearing
@@ -17,10 +19,13 @@
 //! art. 11).
 
 pub mod closeout;
+pub mod disc;
 pub mod hash;
 pub mod keys;
+pub mod live;
 pub mod manifest;
 pub mod originals;
+pub mod render;
 pub mod verify;
 
 pub use closeout::{close_out_interrupted, needs_close_out, scan_sessions, CloseOut};
@@ -79,6 +84,64 @@ pub enum RecorderError {
     /// Random key generation failed (the system RNG is unavailable).
     #[error("random number generator failed")]
     Rng,
+    /// Disc export: a single file is larger than one disc of the chosen medium.
+    #[error("{path} is {size} bytes, more than one {media} disc holds ({capacity} bytes with the disc's own files); choose a larger medium: {suggestion}")]
+    FileTooLarge {
+        /// The file (its path on the disc, original name).
+        path: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The medium chosen (`cd`, `dvd`, …).
+        media: String,
+        /// That medium's capacity in bytes.
+        capacity: u64,
+        /// E.g. `--media dvd-dl`.
+        suggestion: String,
+    },
+    /// Disc export: nothing to put on a disc (no session, no recording file chosen).
+    #[error("nothing to export: {0}")]
+    NothingToExport(String),
+    /// Disc export: a session's evidence manifest, signature or a file does not
+    /// check, so it is not exported (`fengqiao verify` gives the full report).
+    #[error("session {session} does not verify: {}", problems.join("; "))]
+    Unverified {
+        /// Session id.
+        session: String,
+        /// What is wrong.
+        problems: Vec<String>,
+    },
+    /// An external tool (xorriso) is missing or failed; `message` carries its error lines.
+    #[error("{tool}: {message}")]
+    Tool {
+        /// The program.
+        tool: String,
+        /// Its error output, or why it could not start.
+        message: String,
+    },
+    /// The output device or folder is full.
+    #[error("{path}: no space left on the output device ({message})")]
+    NoSpace {
+        /// The image or device written.
+        path: PathBuf,
+        /// The tool's message.
+        message: String,
+    },
+    /// Burning: no optical drive at `device`.
+    #[error("no optical drive at {device}: {reason}")]
+    NoDrive {
+        /// The device path given.
+        device: String,
+        /// Why.
+        reason: String,
+    },
+    /// Read-back after writing an image or burning a disc found files that differ.
+    #[error("read-back of {image} failed: {}", mismatches.join("; "))]
+    ReadBack {
+        /// The image or device read.
+        image: String,
+        /// One line per missing or differing file.
+        mismatches: Vec<String>,
+    },
 }
 
 impl RecorderError {

@@ -18,6 +18,7 @@
 
 use crate::demux::{self, DatagramKind};
 use crate::keyframe::{is_keyframe_start, VideoCodec};
+use crate::record::{RecKind, RecPacket, RecSession, RecordAction, RecordMsg, RecordSink, RecordingStatus};
 use crate::sdp;
 use crate::stats::SfuStats;
 use crate::{
@@ -113,6 +114,11 @@ struct Producer {
     keyframe_request_deferred: bool,
     /// The mediator stopped forwarding this track (server-side mute).
     muted: bool,
+    /// Video: the recorder gets nothing until the next keyframe (recording just
+    /// began or resumed, or its queue overflowed).
+    rec_needs_keyframe: bool,
+    /// The recorder has been sent packets of this Producer (so it gets `TrackEnded`).
+    rec_seen: bool,
     consumers: Vec<Consumer>,
 }
 
@@ -163,8 +169,32 @@ struct Standing {
 struct Session {
     /// Event log folder name: the token's `session_id`, else the room id.
     id: String,
+    /// The case (invite token `case_id`), if any.
+    case_id: Option<String>,
     removed_tokens: HashSet<String>,
     people: HashMap<ParticipantId, Standing>,
+    /// Recording state, once the mediator has started recording.
+    rec: Option<Rec>,
+}
+
+/// A session's recording (issue 3): runs only while started, not paused by the
+/// mediator, and every admitted participant has consented.
+#[derive(Debug)]
+struct Rec {
+    /// The session id as the recorder's messages carry it.
+    session: Arc<str>,
+    /// Stopped: the record is closed (`integrity` once the recorder has signed it).
+    stopped: bool,
+    integrity: Option<String>,
+    /// The mediator's pause reason.
+    manual_pause: Option<String>,
+    /// The packets flow now.
+    active: bool,
+    /// Why the last pause happened (what participants are shown).
+    reason: Option<String>,
+    consent: HashMap<ParticipantId, bool>,
+    /// Participants already announced to the recorder.
+    announced: HashSet<ParticipantId>,
 }
 
 struct Room {
@@ -191,6 +221,7 @@ pub(crate) struct Engine {
     rooms: HashMap<RoomId, Room>,
     sessions: HashMap<RoomId, Session>,
     event_log: Option<EventSink>,
+    recorder: Option<RecordSink>,
     producers: HashMap<ProducerId, Producer>,
     timers: BinaryHeap<Reverse<(Instant, TransportId)>>,
     dirty: Vec<TransportId>,
@@ -200,6 +231,17 @@ pub(crate) struct Engine {
     scratch_pending: Vec<(String, rtp::Packet)>,
     scratch_kf: Vec<String>,
     scratch_events: Vec<RTCPeerConnectionEvent>,
+    /// Test hook `MediaConfig::test_refuse_sends` ([`crate::RefuseSends`]), and the refusal
+    /// window of each matching Transport once it connected.
+    test_refuse: Option<crate::RefuseSends>,
+    test_refuse_windows: HashMap<TransportId, (Instant, Instant)>,
+    /// ICE-TCP (`media.tcp_port`, [`crate::tcp`]): the advertised passive candidate's
+    /// address, the TCP tasks' events, each connection's writer, and the remote
+    /// addresses bound to a Transport (after a binding success, as for UDP).
+    tcp_advertised: Option<SocketAddr>,
+    tcp_rx: Option<mpsc::Receiver<crate::tcp::TcpEvent>>,
+    tcp_conns: HashMap<SocketAddr, mpsc::Sender<bytes::Bytes>>,
+    by_tcp_addr: HashMap<SocketAddr, TransportId>,
 }
 
 fn rtc_err(e: impl std::fmt::Display) -> SfuError {
@@ -212,6 +254,7 @@ impl Engine {
         stats: Arc<SfuStats>,
         rx: mpsc::Receiver<Command>,
         event_log: Option<EventSink>,
+        recorder: Option<RecordSink>,
     ) -> Result<Self, SfuError> {
         let addr = SocketAddr::new(config.bind_ip, config.udp_port);
         let bind_err = |source| SfuError::Bind { addr, source };
@@ -231,6 +274,22 @@ impl Engine {
         let local_addr = socket.local_addr().map_err(bind_err)?;
         let advertised = SocketAddr::new(config.public_ip.unwrap_or(local_addr.ip()), local_addr.port());
         info!(%local_addr, %advertised, "media socket bound (one UDP port for all peers)");
+        let (tcp_advertised, tcp_rx) = match config.tcp_port {
+            None => (None, None),
+            Some(port) => {
+                let addr = SocketAddr::new(config.bind_ip, port);
+                let bind_err = |source| SfuError::Bind { addr, source };
+                let std_listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
+                std_listener.set_nonblocking(true).map_err(bind_err)?;
+                let listener = tokio::net::TcpListener::from_std(std_listener).map_err(bind_err)?;
+                let tcp_local = listener.local_addr().map_err(bind_err)?;
+                let tcp_adv = SocketAddr::new(advertised.ip(), tcp_local.port());
+                let (tx, rx) = mpsc::channel(crate::tcp::EVENT_QUEUE);
+                crate::tcp::spawn_acceptor(listener, tx);
+                info!(%tcp_local, advertised = %tcp_adv, "ICE-TCP listener bound (passive candidate, RFC 6544)");
+                (Some(tcp_adv), Some(rx))
+            }
+        };
         Ok(Self {
             socket,
             local_addr,
@@ -249,6 +308,7 @@ impl Engine {
             rooms: HashMap::new(),
             sessions: HashMap::new(),
             event_log,
+            recorder,
             producers: HashMap::new(),
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
@@ -258,6 +318,12 @@ impl Engine {
             scratch_pending: Vec::new(),
             scratch_kf: Vec::new(),
             scratch_events: Vec::new(),
+            test_refuse: config.test_refuse_sends.clone(),
+            test_refuse_windows: HashMap::new(),
+            tcp_advertised,
+            tcp_rx,
+            tcp_conns: HashMap::new(),
+            by_tcp_addr: HashMap::new(),
         })
     }
 
@@ -310,6 +376,7 @@ impl Engine {
                         }
                     }
                 }
+                Some(ev) = recv_tcp(&mut self.tcp_rx) => self.handle_tcp(ev),
                 _ = sleep => self.handle_timers(),
                 _ = tick.tick() => self.housekeeping(Instant::now()),
             }
@@ -318,6 +385,7 @@ impl Engine {
     }
 
     fn shutdown(&mut self) {
+        self.rec_shutdown();
         let ids: Vec<TransportId> = self.transports.keys().copied().collect();
         for id in ids {
             self.remove_transport(id, Some("server_shutdown"));
@@ -350,6 +418,23 @@ impl Engine {
                 let r = self.control(t, c);
                 let _ = reply.send(r);
             }
+            Command::Record(t, a, reply) => {
+                let r = self.record_control(t, a);
+                let _ = reply.send(r);
+            }
+            Command::Consent(t, accept, reply) => {
+                let r = self.consent(t, accept);
+                let _ = reply.send(r);
+            }
+            Command::RecorderKeyframe(p) => {
+                let now = Instant::now();
+                if let Some(prod) = self.producers.get_mut(&p) {
+                    Self::request_keyframe(&self.stats, prod, &mut self.transports, now);
+                    let owner = prod.owner;
+                    self.mark_dirty(owner);
+                }
+            }
+            Command::RecordingClosed(session, integrity) => self.recording_closed(&session, integrity),
             Command::Leave(t) => self.remove_transport(t, None),
             Command::Shutdown => {}
         }
@@ -358,6 +443,7 @@ impl Engine {
     fn join(&mut self, req: JoinRequest) -> Result<JoinReply, SfuError> {
         let session = self.sessions.entry(req.room.clone()).or_insert_with(|| Session {
             id: req.session_id.clone().unwrap_or_else(|| req.room.to_string()),
+            case_id: req.case_id.clone(),
             ..Default::default()
         });
         if !req.token_id.is_empty() && session.removed_tokens.contains(&req.token_id) {
@@ -443,6 +529,7 @@ impl Engine {
             e.admitted = Some(admitted);
         });
         self.by_ufrag.insert(ufrag.clone(), id);
+        let req_room = req.room.clone();
         self.transports.insert(
             id,
             Transport {
@@ -464,11 +551,15 @@ impl Engine {
             },
         );
         self.update_gauges();
+        if admitted {
+            self.rec_present(&req_room, &me.id);
+        }
         Ok(JoinReply { transport: id, participants: others, me, waiting: !admitted, waiting_list })
     }
 
     fn client_offer(&mut self, tid: TransportId, sdp_text: String) -> Result<String, SfuError> {
         let advertised = self.advertised;
+        let tcp_advertised = self.tcp_advertised;
         let t = self.transports.get_mut(&tid).ok_or(SfuError::NotJoined)?;
         if t.signaling == RTCSignalingState::HaveLocalOffer {
             return Err(SfuError::Glare);
@@ -492,6 +583,9 @@ impl Engine {
             .map_err(rtc_err)?;
             let init = RTCIceCandidate::from(&cand).to_json().map_err(rtc_err)?;
             t.pc.add_local_candidate(init).map_err(rtc_err)?;
+            if let Some(tcp) = tcp_advertised {
+                t.pc.add_local_candidate(tcp_candidate(tcp)?).map_err(rtc_err)?;
+            }
         }
         let answer = t.pc.create_answer(None).map_err(|e| SfuError::BadSdp(e.to_string()))?;
         t.pc
@@ -732,6 +826,7 @@ impl Engine {
                 self.broadcast(&room_id, Some(&id), ParticipantEvent::Joined(info));
                 self.notify_waiting(&room_id);
                 self.reconcile(&room_id);
+                self.rec_present(&room_id, &id);
             }
             Control::Reject(id) => {
                 let (target, _, _) = find(&id)?;
@@ -825,11 +920,13 @@ impl Engine {
                 });
                 // Consumers first: the moved participant's media stops at once.
                 self.reconcile(&room_id);
+                self.rec_moved(&room_id, &id, to.as_deref());
                 self.broadcast(&room_id, None, ParticipantEvent::Moved { id, to });
             }
             Control::EndSession => {
                 info!(room = %room_id, by = %actor, "session ended by the mediator");
                 self.log(&room_id, &actor, "end_session", |_| {});
+                self.rec_stop(&room_id, Some(actor.clone()));
                 let all: Vec<TransportId> =
                     self.rooms.get(&room_id).map(|r| r.members.iter().map(|m| m.transport).collect()).unwrap_or_default();
                 for t in all {
@@ -995,6 +1092,8 @@ impl Engine {
                 last_keyframe_request: None,
                 keyframe_request_deferred: false,
                 muted,
+                rec_needs_keyframe: kind == RtpCodecKind::Video,
+                rec_seen: false,
                 consumers: Vec::new(),
             },
         );
@@ -1032,6 +1131,13 @@ impl Engine {
 
     fn close_producer(&mut self, pid: ProducerId) {
         let Some(prod) = self.producers.remove(&pid) else { return };
+        if prod.rec_seen {
+            if let (Some(sink), Some(rec)) =
+                (&self.recorder, self.sessions.get(&prod.room).and_then(|s| s.rec.as_ref()))
+            {
+                sink.send(RecordMsg::TrackEnded { session: rec.session.clone(), producer: pid });
+            }
+        }
         if let Some(room) = self.rooms.get_mut(&prod.room) {
             room.producers.retain(|p| *p != pid);
         }
@@ -1058,6 +1164,9 @@ impl Engine {
         self.by_ufrag.remove(&t.ufrag);
         for a in &t.addrs {
             self.by_addr.remove(a);
+        }
+        if !self.by_tcp_addr.is_empty() {
+            self.by_tcp_addr.retain(|_, v| *v != tid);
         }
         if let Some(reason) = reason {
             let _ = t.events.try_send(ParticipantEvent::Closed { reason });
@@ -1092,10 +1201,12 @@ impl Engine {
         info!(room = %room_id, participant = %pid, transport = %tid, reason = reason.unwrap_or("left"), "participant left");
         self.log(&room_id, &pid, "leave", |e| e.reason = Some(reason.unwrap_or("left").to_owned()));
         if empty {
+            self.rec_stop(&room_id, None);
             self.rooms.remove(&room_id);
             info!(room = %room_id, "room closed (empty)");
         } else if admitted {
             self.broadcast(&room_id, None, ParticipantEvent::Left { id: pid });
+            self.rec_evaluate(&room_id);
         } else {
             self.notify_waiting(&room_id);
         }
@@ -1137,6 +1248,11 @@ impl Engine {
     // ------------------------------------------------------------------ network
 
     fn handle_datagram(&mut self, data: &[u8], from: SocketAddr) {
+        self.handle_packet(data, from, TransportProtocol::UDP);
+    }
+
+    /// One UDP datagram, or one RFC 4571 frame from an ICE-TCP connection.
+    fn handle_packet(&mut self, data: &[u8], from: SocketAddr, proto: TransportProtocol) {
         SfuStats::add(&self.stats.datagrams_in, 1);
         SfuStats::add(&self.stats.bytes_in, data.len() as u64);
         if data.len() > MAX_DATAGRAM {
@@ -1144,7 +1260,9 @@ impl Engine {
             return;
         }
         let kind = demux::classify(data);
-        let tid = match self.by_addr.get(&from) {
+        let tcp = proto == TransportProtocol::TCP;
+        let bound = if tcp { &self.by_tcp_addr } else { &self.by_addr };
+        let tid = match bound.get(&from) {
             Some(t) => Some(*t),
             None if kind == DatagramKind::Stun && demux::is_binding_request(data) => {
                 demux::stun_local_ufrag(data).and_then(|u| self.by_ufrag.get(u).copied())
@@ -1162,7 +1280,10 @@ impl Engine {
             SfuStats::add(&self.stats.dropped_malformed, 1);
             return;
         }
-        let advertised = self.advertised;
+        let advertised = match (tcp, self.tcp_advertised) {
+            (true, Some(a)) => a,
+            _ => self.advertised,
+        };
         let Some(t) = self.transports.get_mut(&tid) else { return };
         let msg = TaggedBytesMut {
             now: Instant::now(),
@@ -1170,7 +1291,7 @@ impl Engine {
                 local_addr: advertised,
                 peer_addr: from,
                 ecn: None,
-                transport_protocol: TransportProtocol::UDP,
+                transport_protocol: proto,
             },
             message: BytesMut::from(data),
         };
@@ -1223,7 +1344,10 @@ impl Engine {
         let mut kf = std::mem::take(&mut self.scratch_kf);
         let mut events = std::mem::take(&mut self.scratch_events);
         let mut new_addrs: Vec<SocketAddr> = Vec::new();
+        let mut new_tcp_addrs: Vec<SocketAddr> = Vec::new();
+        let mut srs: Vec<(String, u32, u64, u32)> = Vec::new();
         let mut send_failed = false;
+        let refuse = self.test_refused(tid, now);
         {
             let Some(t) = self.transports.get_mut(&tid) else {
                 self.scratch_rtp = rtp;
@@ -1241,11 +1365,25 @@ impl Engine {
                         self.by_txid.insert(txid, (tid, now));
                     }
                 }
-                if demux::is_binding_success(&msg.message) && !t.addrs.contains(&to) {
-                    t.addrs.push(to);
-                    new_addrs.push(to);
+                let tcp = msg.transport.transport_protocol == TransportProtocol::TCP;
+                if demux::is_binding_success(&msg.message) {
+                    if tcp {
+                        if self.by_tcp_addr.get(&to) != Some(&tid) {
+                            new_tcp_addrs.push(to);
+                        }
+                    } else if !t.addrs.contains(&to) {
+                        t.addrs.push(to);
+                        new_addrs.push(to);
+                    }
                 }
-                match self.socket.try_send_to(&msg.message, to) {
+                let sent = if refuse {
+                    Err(std::io::ErrorKind::WouldBlock.into())
+                } else if tcp {
+                    Self::send_tcp(&self.tcp_conns, &msg.message, to)
+                } else {
+                    self.socket.try_send_to(&msg.message, to)
+                };
+                match sent {
                     Ok(n) => {
                         SfuStats::add(&self.stats.datagrams_out, 1);
                         SfuStats::add(&self.stats.bytes_out, n as u64);
@@ -1269,6 +1407,8 @@ impl Engine {
                     RTCMessage::RtcpPacket(track, pkts) => {
                         if crate::tap::asks_for_keyframe(&pkts) {
                             kf.push(track);
+                        } else if let Some((ssrc, ntp, rtp_ts)) = crate::tap::sender_report(&pkts) {
+                            srs.push((track, ssrc, ntp, rtp_ts));
                         }
                     }
                     _ => {}
@@ -1281,6 +1421,10 @@ impl Engine {
                     self.timers.push(Reverse((d, tid)));
                 }
             }
+        }
+        for a in new_tcp_addrs {
+            debug!(addr = %a, transport = %tid, "ICE-TCP connection bound");
+            self.by_tcp_addr.insert(a, tid);
         }
         for a in new_addrs {
             if let Some(old) = self.by_addr.insert(a, tid) {
@@ -1303,6 +1447,9 @@ impl Engine {
         }
         for track in kf.drain(..) {
             self.keyframe_request_from_subscriber(tid, &track, now);
+        }
+        for (track, ssrc, ntp, rtp_ts) in srs {
+            self.rec_sender_report(tid, &track, ssrc, ntp, rtp_ts);
         }
         if send_failed {
             self.on_send_failed(tid);
@@ -1332,6 +1479,7 @@ impl Engine {
                             t.connected = true;
                         }
                         info!(transport = %tid, "transport connected (ICE + DTLS)");
+                        self.arm_test_refuse(tid);
                     }
                     RTCPeerConnectionState::Failed => {
                         SfuStats::add(&self.stats.transport_failures, 1);
@@ -1379,6 +1527,11 @@ impl Engine {
         }
         let key = prod.video.is_some_and(|c| is_keyframe_start(c, &pkt.payload));
         let mut wants_keyframe = false;
+        if let Some(sink) = &self.recorder {
+            if let Some(rec) = self.sessions.get(&prod.room).and_then(|s| s.rec.as_ref().filter(|r| r.active).map(|r| (r, s))) {
+                wants_keyframe |= Self::tap(&self.stats, sink, rec.0, rec.1, prod, &pkt, key);
+            }
+        }
         for c in prod.consumers.iter_mut() {
             let Some(out_pt) = c.pt else { continue };
             let Some(t) = self.transports.get_mut(&c.transport) else { continue };
@@ -1505,6 +1658,59 @@ impl Engine {
         }
     }
 
+    /// Test hook: opens the refusal window of [`crate::RefuseSends`] when its
+    /// participant's Transport connects.
+    fn arm_test_refuse(&mut self, tid: TransportId) {
+        let Some(r) = &self.test_refuse else { return };
+        let Some(t) = self.transports.get(&tid) else { return };
+        if t.participant == r.participant && !self.test_refuse_windows.contains_key(&tid) {
+            let start = Instant::now() + r.after;
+            warn!(transport = %tid, participant = %t.participant, after = ?r.after, duration = ?r.duration,
+                "TEST HOOK test_refuse_sends armed: sends to this participant will be refused");
+            self.test_refuse_windows.insert(tid, (start, start + r.duration));
+        }
+    }
+
+    /// Test hook: whether sends to this Transport are refused now.
+    fn test_refused(&self, tid: TransportId, now: Instant) -> bool {
+        if self.test_refuse_windows.is_empty() {
+            return false;
+        }
+        self.test_refuse_windows.get(&tid).is_some_and(|&(start, end)| now >= start && now < end)
+    }
+
+    /// ICE-TCP: a connection opened, sent a frame, or ended.
+    fn handle_tcp(&mut self, ev: crate::tcp::TcpEvent) {
+        use crate::tcp::TcpEvent;
+        match ev {
+            TcpEvent::Open { peer, tx } => {
+                self.tcp_conns.insert(peer, tx);
+            }
+            TcpEvent::Frame { peer, data } => self.handle_packet(&data, peer, TransportProtocol::TCP),
+            TcpEvent::Closed { peer } => {
+                self.tcp_conns.remove(&peer);
+                if let Some(tid) = self.by_tcp_addr.remove(&peer) {
+                    debug!(%peer, transport = %tid, "ICE-TCP connection closed");
+                }
+            }
+        }
+    }
+
+    /// Queues one packet for an ICE-TCP connection; a full queue or a closed
+    /// connection is a refused send (never waits).
+    fn send_tcp(
+        conns: &HashMap<SocketAddr, mpsc::Sender<bytes::Bytes>>,
+        data: &[u8],
+        to: SocketAddr,
+    ) -> std::io::Result<usize> {
+        let Some(tx) = conns.get(&to) else {
+            return Err(std::io::ErrorKind::NotConnected.into());
+        };
+        tx.try_send(bytes::Bytes::copy_from_slice(data))
+            .map(|_| data.len())
+            .map_err(|_| std::io::ErrorKind::WouldBlock.into())
+    }
+
     // ------------------------------------------------------------ housekeeping
 
     fn housekeeping(&mut self, now: Instant) {
@@ -1518,11 +1724,14 @@ impl Engine {
             if prod.video.is_none() || prod.muted {
                 continue; // a muted track asks for a keyframe when it resumes
             }
-            let waiting = prod.consumers.iter().any(|c| {
-                c.needs_keyframe
-                    && c.pt.is_some()
-                    && self.transports.get(&c.transport).is_some_and(|t| t.connected)
-            });
+            let rec_waiting = prod.rec_needs_keyframe
+                && self.sessions.get(&prod.room).and_then(|s| s.rec.as_ref()).is_some_and(|r| r.active);
+            let waiting = rec_waiting
+                || prod.consumers.iter().any(|c| {
+                    c.needs_keyframe
+                        && c.pt.is_some()
+                        && self.transports.get(&c.transport).is_some_and(|t| t.connected)
+                });
             if waiting || prod.keyframe_request_deferred {
                 let before = prod.last_keyframe_request;
                 Self::request_keyframe(&self.stats, prod, &mut self.transports, now);
@@ -1565,4 +1774,437 @@ impl Engine {
             self.broadcast(&room, None, ParticipantEvent::ActiveSpeaker { id });
         }
     }
+}
+
+// ------------------------------------------------------------------ recording
+
+/// Longest pause reason kept, characters.
+const MAX_PAUSE_REASON: usize = 200;
+
+impl Engine {
+    /// The mediator's `record` control.
+    fn record_control(&mut self, tid: TransportId, a: RecordAction) -> Result<(), SfuError> {
+        let t = self.transports.get(&tid).ok_or(SfuError::NotJoined)?;
+        let (room_id, actor) = (t.room.clone(), t.participant.clone());
+        let is_mediator = self
+            .rooms
+            .get(&room_id)
+            .and_then(|r| r.members.iter().find(|m| m.transport == tid))
+            .is_some_and(|m| m.info.role == MEDIATOR);
+        if !is_mediator || !self.is_admitted(&room_id, &actor) {
+            return Err(SfuError::Forbidden("only the mediator may control recording"));
+        }
+        let Some(sink) = self.recorder.clone() else {
+            return Err(SfuError::Rtc("this server runs without a recorder".into()));
+        };
+        let now = SystemTime::now();
+        let session = self.sessions.entry(room_id.clone()).or_default();
+        match a {
+            RecordAction::Start => {
+                if let Some(r) = &session.rec {
+                    return Err(SfuError::WrongState(if r.stopped {
+                        "recording of this session was stopped; its record is closed"
+                    } else {
+                        "already recording"
+                    }));
+                }
+                let id: Arc<str> = Arc::from(session.id.as_str());
+                let participants: Vec<ParticipantInfo> = self
+                    .rooms
+                    .get(&room_id)
+                    .map(|r| {
+                        r.members
+                            .iter()
+                            .filter(|m| session.people.get(&m.info.id).is_some_and(|st| st.admitted))
+                            .map(|m| m.info.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let msg = RecordMsg::Start {
+                    session: RecSession { id: id.clone(), room: room_id.clone(), case_id: session.case_id.clone() },
+                    actor: actor.clone(),
+                    time: now,
+                    participants: participants.clone(),
+                };
+                if !sink.send(msg) {
+                    return Err(SfuError::Rtc("the recorder is not keeping up; try again".into()));
+                }
+                let mut consent = HashMap::new();
+                // Starting is the mediator's own consent.
+                consent.insert(actor.clone(), true);
+                sink.send(RecordMsg::Consent { session: id.clone(), participant: actor.clone(), accept: true, time: now });
+                session.rec = Some(Rec {
+                    session: id,
+                    stopped: false,
+                    integrity: None,
+                    manual_pause: None,
+                    active: true,
+                    reason: None,
+                    consent,
+                    announced: participants.iter().map(|p| p.id.clone()).collect(),
+                });
+                // Side rooms of those present now.
+                let sides: Vec<(ParticipantId, String)> = session
+                    .people
+                    .iter()
+                    .filter_map(|(p, st)| st.side.clone().filter(|_| st.admitted).map(|s| (p.clone(), s)))
+                    .collect();
+                for (p, side) in sides {
+                    self.rec_moved(&room_id, &p, Some(&side));
+                }
+                SfuStats::add(&self.stats.recordings_active, 1);
+                info!(room = %room_id, by = %actor, "recording started");
+                self.log(&room_id, &actor, "record_start", |_| {});
+                self.rec_rearm_keyframes(&room_id);
+                // Anyone present who has not consented pauses it at once.
+                self.rec_evaluate(&room_id);
+                self.rec_broadcast(&room_id);
+            }
+            RecordAction::Pause(reason) => {
+                let reason: String = reason.trim().chars().filter(|c| !c.is_control()).collect();
+                if reason.is_empty() || reason.chars().count() > MAX_PAUSE_REASON {
+                    return Err(SfuError::BadField("`reason` must be 1-200 characters (SPC 2017 art. 3: every pause has its reason)"));
+                }
+                let rec = session.rec.as_mut().filter(|r| !r.stopped).ok_or(SfuError::WrongState("not recording"))?;
+                if rec.manual_pause.is_some() {
+                    return Err(SfuError::WrongState("already paused"));
+                }
+                rec.manual_pause = Some(reason.clone());
+                let was_active = rec.active;
+                rec.active = false;
+                rec.reason = Some(reason.clone());
+                let sid = rec.session.clone();
+                if was_active {
+                    sink.send(RecordMsg::Pause { session: sid, actor: Some(actor.clone()), reason: reason.clone(), time: now });
+                }
+                info!(room = %room_id, by = %actor, %reason, "recording paused");
+                self.log(&room_id, &actor, "record_pause", |e| e.reason = Some(reason));
+                self.rec_broadcast(&room_id);
+            }
+            RecordAction::Resume => {
+                let rec = session.rec.as_mut().filter(|r| !r.stopped).ok_or(SfuError::WrongState("not recording"))?;
+                if rec.manual_pause.take().is_none() {
+                    return Err(SfuError::WrongState("not paused by the mediator"));
+                }
+                info!(room = %room_id, by = %actor, "recording resume asked");
+                self.log(&room_id, &actor, "record_resume", |_| {});
+                // Resumes only if everyone present has consented.
+                self.rec_evaluate_by(&room_id, Some(actor));
+                self.rec_broadcast(&room_id);
+            }
+            RecordAction::Stop => {
+                if !session.rec.as_ref().is_some_and(|r| !r.stopped) {
+                    return Err(SfuError::WrongState("not recording"));
+                }
+                self.log(&room_id, &actor, "record_stop", |_| {});
+                self.rec_stop(&room_id, Some(actor));
+            }
+        }
+        Ok(())
+    }
+
+    /// A participant's consent answer.
+    fn consent(&mut self, tid: TransportId, accept: bool) -> Result<(), SfuError> {
+        let t = self.transports.get(&tid).ok_or(SfuError::NotJoined)?;
+        let (room_id, pid) = (t.room.clone(), t.participant.clone());
+        if !self.is_admitted(&room_id, &pid) {
+            return Err(SfuError::WrongState("wait until the mediator admits you"));
+        }
+        let sink = self.recorder.clone();
+        let session = self.sessions.entry(room_id.clone()).or_default();
+        let Some(rec) = session.rec.as_mut().filter(|r| !r.stopped) else {
+            return Err(SfuError::WrongState("nothing is being recorded"));
+        };
+        if rec.consent.get(&pid) == Some(&accept) {
+            return Ok(()); // same answer again
+        }
+        rec.consent.insert(pid.clone(), accept);
+        if let Some(sink) = &sink {
+            sink.send(RecordMsg::Consent { session: rec.session.clone(), participant: pid.clone(), accept, time: SystemTime::now() });
+        }
+        info!(room = %room_id, participant = %pid, accept, "recording consent");
+        self.log(&room_id, &pid, if accept { "consent_accept" } else { "consent_refuse" }, |_| {});
+        self.rec_evaluate(&room_id);
+        self.rec_broadcast(&room_id);
+        Ok(())
+    }
+
+    /// Someone is present (admitted) in a recorded session: announce them and
+    /// re-check consent (a newcomer who has not answered pauses the recording).
+    fn rec_present(&mut self, room_id: &RoomId, pid: &ParticipantId) {
+        let info = self
+            .rooms
+            .get(room_id)
+            .and_then(|r| r.members.iter().find(|m| m.info.id == *pid))
+            .map(|m| m.info.clone());
+        let Some(rec) = self.sessions.get_mut(room_id).and_then(|s| s.rec.as_mut()).filter(|r| !r.stopped) else {
+            // Not recording: only tell the newcomer the state (e.g. stopped with its value).
+            if let Some(tid) = self.member_transport(room_id, pid) {
+                if let Some(st) = self.rec_status(room_id) {
+                    self.send_to(tid, ParticipantEvent::Recording(st));
+                }
+            }
+            return;
+        };
+        if let (Some(info), true) = (info, rec.announced.insert(pid.clone())) {
+            if let Some(sink) = &self.recorder {
+                sink.send(RecordMsg::Participant { session: rec.session.clone(), info, time: SystemTime::now() });
+            }
+        }
+        self.rec_evaluate(room_id);
+        self.rec_broadcast(room_id);
+    }
+
+    fn member_transport(&self, room_id: &RoomId, pid: &ParticipantId) -> Option<TransportId> {
+        self.rooms.get(room_id)?.members.iter().find(|m| m.info.id == *pid).map(|m| m.transport)
+    }
+
+    fn rec_moved(&mut self, room_id: &RoomId, pid: &ParticipantId, side: Option<&str>) {
+        let Some(rec) = self.sessions.get(room_id).and_then(|s| s.rec.as_ref()).filter(|r| !r.stopped) else { return };
+        if let Some(sink) = &self.recorder {
+            sink.send(RecordMsg::Moved {
+                session: rec.session.clone(),
+                participant: pid.clone(),
+                room: side.unwrap_or("main").to_owned(),
+                time: SystemTime::now(),
+            });
+        }
+    }
+
+    /// Re-derives whether packets flow: started, not paused by the mediator, and
+    /// every admitted participant present has consented. Sends pause/resume on change.
+    fn rec_evaluate(&mut self, room_id: &RoomId) {
+        self.rec_evaluate_by(room_id, None);
+    }
+
+    fn rec_evaluate_by(&mut self, room_id: &RoomId, actor: Option<ParticipantId>) {
+        let present: Vec<ParticipantId> = self
+            .rooms
+            .get(room_id)
+            .map(|r| r.members.iter().filter(|m| self.is_admitted(room_id, &m.info.id)).map(|m| m.info.id.clone()).collect())
+            .unwrap_or_default();
+        let Some(rec) = self.sessions.get_mut(room_id).and_then(|s| s.rec.as_mut()).filter(|r| !r.stopped) else { return };
+        let refused = present.iter().find(|p| rec.consent.get(*p) == Some(&false));
+        let missing = present.iter().find(|p| !rec.consent.contains_key(*p));
+        let auto = match (refused, missing) {
+            (Some(p), _) => Some(format!("consent refused by {p}")),
+            (None, Some(p)) => Some(format!("awaiting consent of {p}")),
+            (None, None) => None,
+        };
+        let want = rec.manual_pause.is_none() && auto.is_none();
+        let now = SystemTime::now();
+        let session = rec.session.clone();
+        if want == rec.active {
+            if !want {
+                let reason = rec.manual_pause.clone().or(auto);
+                // Paused already, for another reason now (e.g. waiting → refused): log it.
+                if reason != rec.reason && rec.manual_pause.is_none() {
+                    if let (Some(r), Some(sink)) = (&reason, &self.recorder) {
+                        sink.send(RecordMsg::Pause { session, actor: None, reason: r.clone(), time: now });
+                    }
+                }
+                rec.reason = reason;
+            }
+            return;
+        }
+        rec.active = want;
+        let sink = self.recorder.clone();
+        if want {
+            rec.reason = None;
+            if let Some(sink) = &sink {
+                sink.send(RecordMsg::Resume { session, actor: actor.clone(), time: now });
+            }
+            info!(room = %room_id, "recording resumed");
+            let who = actor.unwrap_or_else(|| ParticipantId::from("system"));
+            self.log(room_id, &who, "record_resumed", |_| {});
+            self.rec_rearm_keyframes(room_id);
+        } else {
+            let reason = rec.manual_pause.clone().or(auto).unwrap_or_default();
+            rec.reason = Some(reason.clone());
+            if let Some(sink) = &sink {
+                sink.send(RecordMsg::Pause { session, actor: None, reason: reason.clone(), time: now });
+            }
+            info!(room = %room_id, %reason, "recording paused automatically");
+            self.log(room_id, &ParticipantId::from("system"), "record_paused", |e| e.reason = Some(reason));
+        }
+    }
+
+    /// Video Producers of the room wait for a keyframe before the recorder gets them.
+    fn rec_rearm_keyframes(&mut self, room_id: &RoomId) {
+        for p in self.producers.values_mut() {
+            if p.room == *room_id && p.video.is_some() {
+                p.rec_needs_keyframe = true;
+            }
+        }
+    }
+
+    /// Stops the session's recording (mediator, end of session, empty room).
+    fn rec_stop(&mut self, room_id: &RoomId, actor: Option<ParticipantId>) {
+        self.rec_stop_with(room_id, actor, None);
+    }
+
+    fn rec_stop_with(&mut self, room_id: &RoomId, actor: Option<ParticipantId>, interrupted: Option<String>) {
+        let Some(rec) = self.sessions.get_mut(room_id).and_then(|s| s.rec.as_mut()).filter(|r| !r.stopped) else { return };
+        rec.stopped = true;
+        rec.active = false;
+        rec.reason = None;
+        if let Some(sink) = &self.recorder {
+            sink.send(RecordMsg::Stop { session: rec.session.clone(), actor, time: SystemTime::now(), interrupted });
+        }
+        SfuStats::sub(&self.stats.recordings_active, 1);
+        info!(room = %room_id, "recording stopped; waiting for the integrity check value");
+        self.rec_broadcast(room_id);
+    }
+
+    /// Graceful shutdown: every running recording is closed out as interrupted.
+    pub(crate) fn rec_shutdown(&mut self) {
+        let rooms: Vec<RoomId> = self.sessions.iter().filter(|(_, s)| s.rec.as_ref().is_some_and(|r| !r.stopped)).map(|(r, _)| r.clone()).collect();
+        for r in rooms {
+            self.rec_stop_with(&r, None, Some("server shutdown".to_owned()));
+        }
+    }
+
+    /// The recorder signed the closed record.
+    fn recording_closed(&mut self, session: &str, integrity: Option<String>) {
+        let room = self.sessions.iter().find(|(_, s)| s.id == session).map(|(r, _)| r.clone());
+        let Some(room_id) = room else { return };
+        if let Some(rec) = self.sessions.get_mut(&room_id).and_then(|s| s.rec.as_mut()) {
+            rec.integrity = integrity.clone();
+        }
+        info!(room = %room_id, integrity = integrity.as_deref().unwrap_or("-"), "recording closed");
+        self.rec_broadcast(&room_id);
+    }
+
+    fn rec_status(&self, room_id: &RoomId) -> Option<RecordingStatus> {
+        let s = self.sessions.get(room_id)?;
+        let rec = s.rec.as_ref()?;
+        let consent = self
+            .rooms
+            .get(room_id)
+            .map(|r| {
+                r.members
+                    .iter()
+                    .filter(|m| self.is_admitted(room_id, &m.info.id))
+                    .map(|m| (m.info.id.clone(), rec.consent.get(&m.info.id).copied()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let state = if rec.stopped {
+            "stopped"
+        } else if rec.active {
+            "recording"
+        } else {
+            "paused"
+        };
+        Some(RecordingStatus { state, reason: rec.reason.clone(), consent, integrity: rec.integrity.clone() })
+    }
+
+    /// Tells every admitted participant the recording state.
+    fn rec_broadcast(&mut self, room_id: &RoomId) {
+        if let Some(st) = self.rec_status(room_id) {
+            self.broadcast(room_id, None, ParticipantEvent::Recording(st));
+        }
+    }
+
+    /// Hands one packet of a recorded Producer to the recorder. Returns true when
+    /// a keyframe should be asked for (the recorder waits for one).
+    fn tap(
+        stats: &SfuStats,
+        sink: &RecordSink,
+        rec: &Rec,
+        session: &Session,
+        prod: &mut Producer,
+        pkt: &rtp::Packet,
+        key: bool,
+    ) -> bool {
+        let Some(st) = session.people.get(&prod.participant).filter(|st| st.admitted) else { return false };
+        if prod.video.is_some() && prod.rec_needs_keyframe {
+            if !key {
+                return true;
+            }
+            prod.rec_needs_keyframe = false;
+        }
+        let (codec, kind, clock_rate) = match (prod.video, prod.kind) {
+            (Some(VideoCodec::Vp8), _) => ("VP8", RecKind::Video, 90_000),
+            (Some(VideoCodec::H264), _) => ("H264", RecKind::Video, 90_000),
+            (None, RtpCodecKind::Audio) if prod.codec.as_ref().is_some_and(|c| c.mime_type.eq_ignore_ascii_case("audio/opus")) => {
+                ("Opus", RecKind::Audio, 48_000)
+            }
+            _ => return false, // a codec the recorder cannot keep as is
+        };
+        let level = match (prod.audio_level_ext, prod.kind) {
+            (Some(ext), RtpCodecKind::Audio) => pkt.header.get_extension(ext).and_then(|b| b.first().map(|v| v & 0x7f)),
+            _ => None,
+        };
+        let room: Arc<str> = match &st.side {
+            Some(s) => Arc::from(s.as_str()),
+            None => Arc::from("main"),
+        };
+        let p = RecPacket {
+            session: rec.session.clone(),
+            producer: prod.id,
+            participant: prod.participant.clone(),
+            kind,
+            codec,
+            clock_rate,
+            room,
+            payload_type: pkt.header.payload_type,
+            seq: pkt.header.sequence_number,
+            timestamp: pkt.header.timestamp,
+            marker: pkt.header.marker,
+            ssrc: pkt.header.ssrc,
+            level,
+            payload: pkt.payload.clone(),
+            arrival: SystemTime::now(),
+        };
+        prod.rec_seen = true;
+        if sink.packet(p) {
+            SfuStats::add(&stats.recorder_packets, 1);
+            false
+        } else {
+            SfuStats::add(&stats.recorder_dropped, 1);
+            if prod.video.is_some() {
+                prod.rec_needs_keyframe = true; // never record a broken picture
+            }
+            false
+        }
+    }
+
+    /// An RTCP sender report from a publisher: the recorder places tracks by it.
+    fn rec_sender_report(&mut self, tid: TransportId, track: &str, ssrc: u32, ntp: u64, rtp_ts: u32) {
+        let Some(sink) = &self.recorder else { return };
+        let Some(t) = self.transports.get(&tid) else { return };
+        let Some(rec) = self.sessions.get(&t.room).and_then(|s| s.rec.as_ref()).filter(|r| !r.stopped) else { return };
+        let pid = t.producers.get(track).copied().or_else(|| {
+            t.producers.values().copied().find(|p| self.producers.get(p).is_some_and(|x| x.media_ssrc == ssrc))
+        });
+        if let Some(producer) = pid {
+            sink.send(RecordMsg::SenderReport { session: rec.session.clone(), producer, ntp, rtp_ts, arrival: SystemTime::now() });
+        }
+    }
+}
+
+/// The next ICE-TCP event, or never when ICE-TCP is off.
+async fn recv_tcp(rx: &mut Option<mpsc::Receiver<crate::tcp::TcpEvent>>) -> Option<crate::tcp::TcpEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The passive ICE-TCP host candidate (RFC 6544 §4.5) at `addr`.
+fn tcp_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, SfuError> {
+    let cand = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "tcp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        tcp_type: rtc::ice::tcp_type::TcpType::Passive,
+    }
+    .new_candidate_host()
+    .map_err(rtc_err)?;
+    RTCIceCandidate::from(&cand).to_json().map_err(rtc_err)
 }

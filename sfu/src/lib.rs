@@ -21,9 +21,11 @@ mod demux;
 mod engine;
 mod ids;
 pub mod keyframe;
+pub mod record;
 pub mod sdp;
 mod stats;
 pub mod tap;
+mod tcp;
 
 pub use demux::{classify, DatagramKind};
 pub use ids::{ConsumerId, ParticipantId, ProducerId, RoomId, TransportId};
@@ -53,6 +55,32 @@ pub struct MediaConfig {
     /// Then this much longer without traffic fails it, and the participant leaves, ms.
     /// Default 25000 (30 s in all, the consent expiry of RFC 7675).
     pub ice_failed_timeout_ms: u64,
+    /// ICE-TCP (RFC 6544): the TCP port of a passive host candidate offered beside the
+    /// UDP one, for networks that block UDP; 0 picks a free one. Unset (default): no
+    /// ICE-TCP. Bound on `bind_ip`, advertised on `public_ip` when set.
+    pub tcp_port: Option<u16>,
+    /// **Test hook**, not a config key (serde skips it; only Rust code that builds
+    /// the config can set it): treat every datagram to one participant as refused by
+    /// the socket for a while, as a full send buffer would. See [`RefuseSends`] and
+    /// `docs/interfaces.md` ("Test hooks"). Default `None`.
+    #[serde(skip)]
+    pub test_refuse_sends: Option<RefuseSends>,
+}
+
+/// Test hook: the media task treats sends to `participant` as refused
+/// (`try_send_to` → `WouldBlock`) from `after` past the moment that participant's
+/// Transport connects (ICE + DTLS), for `duration`. Everything a real refusal does
+/// follows: the datagram is dropped, `SfuStats::dropped_send` counts it, and the
+/// participant's video Consumers wait for the next keyframe. Loopback never refuses
+/// a UDP send, so `tests/slow_consumer.rs` needs this to prove that policy.
+#[derive(Debug, Clone)]
+pub struct RefuseSends {
+    /// Whose datagrams are refused.
+    pub participant: ParticipantId,
+    /// Delay from that participant's Transport connecting to the start of the window.
+    pub after: std::time::Duration,
+    /// Length of the window.
+    pub duration: std::time::Duration,
 }
 
 impl Default for MediaConfig {
@@ -64,6 +92,8 @@ impl Default for MediaConfig {
             max_participants: 16,
             ice_disconnected_timeout_ms: 5_000,
             ice_failed_timeout_ms: 25_000,
+            tcp_port: None,
+            test_refuse_sends: None,
         }
     }
 }
@@ -224,6 +254,8 @@ pub enum ParticipantEvent {
         /// Video is not forwarded.
         video: bool,
     },
+    /// The session's recording state changed (or a participant's consent answer).
+    Recording(record::RecordingStatus),
 }
 
 /// One line of a session's event log (`data/sessions/<session>/events.jsonl`),
@@ -328,6 +360,8 @@ pub struct JoinRequest {
     pub admitted: bool,
     /// The mediation session (event log folder); `None` = the room id.
     pub session_id: Option<String>,
+    /// The case the session belongs to (invite token `case_id`), for the recording's manifest.
+    pub case_id: Option<String>,
     /// Where this participant's events go (bounded, see [`EVENT_QUEUE`]).
     pub events: mpsc::Sender<ParticipantEvent>,
 }
@@ -365,6 +399,10 @@ pub(crate) enum Command {
     Candidate(TransportId, RemoteCandidate, oneshot::Sender<Result<(), SfuError>>),
     Mute(TransportId, bool, bool),
     Control(TransportId, Control, oneshot::Sender<Result<(), SfuError>>),
+    Record(TransportId, record::RecordAction, oneshot::Sender<Result<(), SfuError>>),
+    Consent(TransportId, bool, oneshot::Sender<Result<(), SfuError>>),
+    RecorderKeyframe(ProducerId),
+    RecordingClosed(String, Option<String>),
     Leave(TransportId),
     Shutdown,
 }
@@ -397,9 +435,23 @@ impl Sfu {
         config: MediaConfig,
         events: Option<EventSink>,
     ) -> Result<(Sfu, tokio::task::JoinHandle<()>), SfuError> {
+        Self::start_with(config, events, None).await
+    }
+
+    /// Like [`Sfu::start_with_events`], also tapping recorded sessions' packets and
+    /// recording controls into `recorder` (see [`record`]). Without a recorder,
+    /// `record` controls get [`SfuError::Forbidden`]-free `internal` errors.
+    ///
+    /// # Errors
+    /// [`SfuError::Bind`] when the socket cannot be bound.
+    pub async fn start_with(
+        config: MediaConfig,
+        events: Option<EventSink>,
+        recorder: Option<record::RecordSink>,
+    ) -> Result<(Sfu, tokio::task::JoinHandle<()>), SfuError> {
         let stats = Arc::new(SfuStats::default());
         let (tx, rx) = mpsc::channel(1024);
-        let engine = engine::Engine::bind(&config, stats.clone(), rx, events)?;
+        let engine = engine::Engine::bind(&config, stats.clone(), rx, events, recorder)?;
         let local_addr = engine.local_addr();
         let advertised = engine.advertised_addr();
         let handle = tokio::spawn(engine.run());
@@ -481,6 +533,38 @@ impl Sfu {
     /// (e.g. admitting someone not waiting); [`SfuError::BadField`] for a bad side room.
     pub async fn control(&self, t: TransportId, c: Control) -> Result<(), SfuError> {
         self.call(|r| Command::Control(t, c, r)).await
+    }
+
+    /// A mediator's recording control: start, pause (with a reason), resume, stop.
+    ///
+    /// # Errors
+    /// [`SfuError::Forbidden`] unless the Transport is an admitted mediator's;
+    /// [`SfuError::WrongState`] (e.g. resume when not paused, start after stop);
+    /// [`SfuError::BadField`] for an empty or over-long pause reason;
+    /// [`SfuError::Rtc`] when the server runs without a recorder.
+    pub async fn record(&self, t: TransportId, a: record::RecordAction) -> Result<(), SfuError> {
+        self.call(|r| Command::Record(t, a, r)).await
+    }
+
+    /// A participant's answer to the recording notice (true = consent).
+    ///
+    /// # Errors
+    /// [`SfuError::NotJoined`]; [`SfuError::WrongState`] while waiting to be admitted.
+    pub async fn consent(&self, t: TransportId, accept: bool) -> Result<(), SfuError> {
+        self.call(|r| Command::Consent(t, accept, r)).await
+    }
+
+    /// The recorder asks for a keyframe of a recorded video Producer (before a segment
+    /// cut); debounced like any keyframe request. Never blocks (dropped when the
+    /// command queue is full).
+    pub fn recorder_keyframe(&self, p: ProducerId) {
+        let _ = self.tx.try_send(Command::RecorderKeyframe(p));
+    }
+
+    /// The recorder closed the session's record: `integrity` is the manifest's chain
+    /// head (hex), `None` if the record could not be closed. Everyone present is told.
+    pub fn recording_closed(&self, session: &str, integrity: Option<String>) {
+        let _ = self.tx.try_send(Command::RecordingClosed(session.to_owned(), integrity));
     }
 
     /// Leaves the room: the Transport closes and its Producers end for everyone.

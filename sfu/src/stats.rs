@@ -43,6 +43,12 @@ pub struct SfuStats {
     pub keyframe_requests_out: AtomicU64,
     /// Transports closed by ICE/DTLS failure.
     pub transport_failures: AtomicU64,
+    /// Recorded packets dropped because the recorder's queue was full.
+    pub recorder_dropped: AtomicU64,
+    /// Packets handed to the recorder.
+    pub recorder_packets: AtomicU64,
+    /// Sessions being recorded now (started and not stopped; paused ones count).
+    pub recordings_active: AtomicU64,
 }
 
 impl SfuStats {
@@ -52,6 +58,9 @@ impl SfuStats {
     }
     pub(crate) fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn sub(c: &AtomicU64, n: u64) {
+        let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
     }
     pub(crate) fn set(c: &AtomicU64, n: u64) {
         c.store(n, Ordering::Relaxed);

@@ -53,6 +53,21 @@ pub fn asks_for_keyframe(pkts: &[Box<dyn rtc::rtcp::Packet>]) -> bool {
     })
 }
 
+/// What the SFU's own chain delivers: keyframe requests, and sender reports
+/// (RFC 3550 §6.4.1; the recorder places tracks on the session timeline by them).
+pub fn sfu_wants(pkts: &[Box<dyn rtc::rtcp::Packet>]) -> bool {
+    asks_for_keyframe(pkts) || sender_report(pkts).is_some()
+}
+
+/// The first sender report in a compound RTCP packet: (SSRC, NTP time, RTP time).
+pub fn sender_report(pkts: &[Box<dyn rtc::rtcp::Packet>]) -> Option<(u32, u64, u32)> {
+    pkts.iter().find_map(|p| {
+        p.as_any()
+            .downcast_ref::<rtc::rtcp::sender_report::SenderReport>()
+            .map(|sr| (sr.ssrc, sr.ntp_time, sr.rtp_time))
+    })
+}
+
 impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpTap {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;

@@ -153,6 +153,18 @@ pub enum ClientMessage {
     },
     /// Mediator: end the session for everyone.
     EndSession,
+    /// Mediator: recording control (`record {action, reason?}`).
+    Record {
+        /// `start`, `pause`, `resume` or `stop`.
+        action: String,
+        /// Pause reason (required with `pause`).
+        reason: Option<String>,
+    },
+    /// Answer to the recording notice (`consent {answer: "accept"|"refuse"}`).
+    Consent {
+        /// True = accept.
+        accept: bool,
+    },
     /// Leave the room; the server answers `left` and closes.
     Leave,
     /// Keep-alive; answered with `pong`.
@@ -274,6 +286,26 @@ pub fn parse_client(text: &str) -> Result<ClientMessage, ParseError> {
         },
         "move" => ClientMessage::Move { id: field_str(&obj, "id", t)?, to: field_str(&obj, "to", t)? },
         "end_session" => ClientMessage::EndSession,
+        "record" => {
+            let action = field_str(&obj, "action", t)?;
+            if !matches!(action.as_str(), "start" | "pause" | "resume" | "stop") {
+                return Err(bad_field(t, "field `action` must be start, pause, resume or stop".into()));
+            }
+            let reason = match obj.get("reason") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(r)) => Some(r.clone()),
+                Some(_) => return Err(bad_field(t, "field `reason` must be a string".into())),
+            };
+            if action == "pause" && reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                return Err(bad_field(t, "field `reason` is required to pause (every pause has its reason)".into()));
+            }
+            ClientMessage::Record { action, reason }
+        }
+        "consent" => match field_str(&obj, "answer", t)?.as_str() {
+            "accept" => ClientMessage::Consent { accept: true },
+            "refuse" => ClientMessage::Consent { accept: false },
+            _ => return Err(bad_field(t, "field `answer` must be accept or refuse".into())),
+        },
         "leave" => ClientMessage::Leave,
         "ping" => ClientMessage::Ping,
         other => {
@@ -375,6 +407,22 @@ pub enum ServerMessage {
     ActiveSpeaker {
         /// Who.
         id: Option<String>,
+    },
+    /// The session's recording state, to everyone admitted, on every change (and
+    /// on joining a session whose recording has started).
+    Recording {
+        /// `recording`, `paused` or `stopped`.
+        state: String,
+        /// Why it is paused: the mediator's reason, `consent refused by <id>` or
+        /// `awaiting consent of <id>`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Each present participant's answer: `accept`, `refuse` or `null` (not yet).
+        consent: std::collections::BTreeMap<String, Option<&'static str>>,
+        /// After `stopped`: the integrity check value (manifest chain head, 64 hex
+        /// digits; docs/evidence.md), once the record is signed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        integrity: Option<String>,
     },
     /// Reply to `ping`.
     Pong,

@@ -19,6 +19,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use crate::invite::Role;
+use fengqiao_sfu::record::RecordAction;
 use fengqiao_sfu::{
     Control, JoinRequest, ParticipantEvent, ParticipantId, RemoteCandidate, RoomId, Sfu, SfuError, TransportId,
     EVENT_QUEUE,
@@ -219,6 +220,7 @@ impl Connection {
                     // The mediator hosts: never waits. Others wait unless the issuer said so.
                     admitted: claims.admitted || claims.role == Role::Mediator,
                     session_id: claims.session_id.clone(),
+                    case_id: claims.case_id.clone(),
                     events,
                 };
                 match sfu.join(req).await {
@@ -297,6 +299,24 @@ impl Connection {
                         }
                     }
                     ClientMessage::Mute { audio, video } => sfu.mute(t, audio, video).await,
+                    ClientMessage::Record { action, reason } => {
+                        let a = match action.as_str() {
+                            "start" => RecordAction::Start,
+                            "pause" => RecordAction::Pause(reason.unwrap_or_default()),
+                            "resume" => RecordAction::Resume,
+                            _ => RecordAction::Stop,
+                        };
+                        if j.role != Role::Mediator {
+                            out.push(error(ErrorCode::Forbidden, "only the mediator may control recording", Some("record")));
+                        } else if let Err(e) = sfu.record(t, a).await {
+                            out.push(sfu_error(e, "record"));
+                        }
+                    }
+                    ClientMessage::Consent { accept } => {
+                        if let Err(e) = sfu.consent(t, accept).await {
+                            out.push(sfu_error(e, "consent"));
+                        }
+                    }
                     ClientMessage::Leave => {
                         sfu.leave(t).await;
                         self.joined = None;
@@ -331,6 +351,8 @@ fn type_name(m: &ClientMessage) -> &'static str {
         ClientMessage::Remove { .. } => "remove",
         ClientMessage::Move { .. } => "move",
         ClientMessage::EndSession => "end_session",
+        ClientMessage::Record { .. } => "record",
+        ClientMessage::Consent { .. } => "consent",
         ClientMessage::Leave => "leave",
         ClientMessage::Ping => "ping",
     }
@@ -357,6 +379,19 @@ fn event_message(ev: ParticipantEvent) -> (ServerMessage, bool) {
         ParticipantEvent::MutedByMediator { id, audio, video } => {
             (ServerMessage::MutedByMediator { id: id.to_string(), audio, video }, false)
         }
+        ParticipantEvent::Recording(st) => (
+            ServerMessage::Recording {
+                state: st.state.to_owned(),
+                reason: st.reason,
+                consent: st
+                    .consent
+                    .into_iter()
+                    .map(|(p, a)| (p.to_string(), a.map(|a| if a { "accept" } else { "refuse" })))
+                    .collect(),
+                integrity: st.integrity,
+            },
+            false,
+        ),
     }
 }
 

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod media;
+
 use async_trait::async_trait;
 use fengqiao::server::{self, Running};
 use fengqiao_bench::client::{client_engine, local_track, opus, vp8};
@@ -145,6 +147,8 @@ pub struct Client {
     pub joined: Value,
     /// The signaling WebSocket has ended (closed by the server or by `leave`).
     pub ws_closed: Arc<AtomicBool>,
+    /// Real-media publishers: switches and counters.
+    pub media: Option<media::Ctl>,
 }
 
 struct Handler {
@@ -200,7 +204,18 @@ impl Client {
     /// Joins with `token` over a new WebSocket, publishes audio + video, and keeps
     /// answering the server's renegotiation offers.
     pub async fn join(server: &Running, pid: &str, token: String) -> Client {
-        let mut ws = ws_connect(server).await;
+        Self::join_ws(&ws_url(server), pid, token, None).await
+    }
+
+    /// Like [`Client::join`], publishing real VP8 and an Opus sine tone from GStreamer
+    /// (see [`media`]).
+    pub async fn join_real(server: &Running, pid: &str, token: String, m: media::RealMedia) -> Client {
+        Self::join_ws(&ws_url(server), pid, token, Some(m)).await
+    }
+
+    /// Joins through the signaling WebSocket at `url` (`ws://host:port/ws`).
+    pub async fn join_ws(url: &str, pid: &str, token: String, real: Option<media::RealMedia>) -> Client {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
         send_json(&mut ws, json!({"type": "join", "v": 1, "token": token})).await;
         let joined = recv_json(&mut ws, Duration::from_secs(5)).await;
         assert_eq!(joined["type"], "joined", "join reply: {joined}");
@@ -335,8 +350,51 @@ impl Client {
                 }
             }));
         }
+        let ctl: Option<media::Ctl> = real.as_ref().map(|m| {
+            let c = media::MediaCtl::default();
+            c.audio_off.store(m.audio_off, Ordering::SeqCst);
+            Arc::new(c)
+        });
+        if let (Some(m), Some(ctl)) = (real.clone(), ctl.clone()) {
+            let stop = stop.clone();
+            let want_key = want_key.clone();
+            let video = video.clone();
+            let audio = audio.clone();
+            tasks.push(tokio::spawn(async move {
+                use rtc::shared::marshal::Unmarshal;
+                let (enc, mut rx) = media::Encoders::start(&m);
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await else { continue };
+                    if e.video && want_key.swap(false, Ordering::SeqCst) {
+                        enc.force_keyframe();
+                        ctl.forced_keyframes.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let mut buf = &e.data[..];
+                    let Ok(mut pkt) = rtc::rtp::Packet::unmarshal(&mut buf) else { continue };
+                    if e.video {
+                        if ctl.video_off.load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        pkt.header.ssrc = video_ssrc;
+                        let marker = pkt.header.marker;
+                        if video.write_rtp(pkt).await.is_ok() && marker {
+                            ctl.video_frames.lock().unwrap().push(std::time::SystemTime::now());
+                        }
+                    } else {
+                        if ctl.audio_off.load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        pkt.header.ssrc = audio_ssrc;
+                        if audio.write_rtp(pkt).await.is_ok() {
+                            ctl.audio_packets.fetch_add(1, Ordering::SeqCst);
+                            ctl.first_audio.lock().unwrap().get_or_insert_with(std::time::SystemTime::now);
+                        }
+                    }
+                }
+            }));
+        }
         // Media: 30 fps video, 50 pps audio.
-        {
+        if real.is_none() {
             let stop = stop.clone();
             let sent = sent.clone();
             let tag: u64 = rand::random();
@@ -413,6 +471,7 @@ impl Client {
             last_renegotiation,
             joined,
             ws_closed,
+            media: ctl,
         }
     }
 

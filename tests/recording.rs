@@ -1,0 +1,244 @@
+//! The evidence recorder end to end (issue 3): real VP8 and Opus sine tones from
+//! GStreamer, published by webrtc-rs clients through the real server, recorded with
+//! consent; the originals, WAVs, speaking activity and the signed manifest checked
+//! with GStreamer, `hound` and `fengqiao_recorder::verify`.
+
+mod common;
+
+use common::media::{goertzel, RealMedia};
+use common::*;
+use fengqiao_recorder::{verify, EvidenceKey};
+use fengqiao_signaling::invite::Role;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn manifest(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("manifest.jsonl"))
+        .expect("manifest")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+fn time_of(e: &Value) -> SystemTime {
+    let t = chrono::DateTime::parse_from_rfc3339(e["t"].as_str().unwrap()).unwrap();
+    UNIX_EPOCH + Duration::from_millis(t.timestamp_millis() as u64)
+}
+
+fn ms_between(a: SystemTime, b: SystemTime) -> f64 {
+    match b.duration_since(a) {
+        Ok(d) => d.as_secs_f64() * 1000.0,
+        Err(e) => -(e.duration().as_secs_f64() * 1000.0),
+    }
+}
+
+/// Decodes Matroska segments in order; returns (frames or audio buffers, total ms
+/// covered: last PTS + its duration − first PTS, summed over segments).
+fn decode_mkv(files: &[std::path::PathBuf], video: bool) -> (usize, f64) {
+    gst::init().unwrap();
+    let mut count = 0;
+    let mut total_ms = 0.0;
+    for f in files {
+        let dec = if video { "vp8dec" } else { "opusdec" };
+        let p = gst::parse::launch(&format!(
+            "filesrc location=\"{}\" ! matroskademux ! {dec} ! appsink name=out sync=false",
+            f.display()
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let sink = p.by_name("out").unwrap().downcast::<gst_app::AppSink>().unwrap();
+        p.set_state(gst::State::Playing).unwrap();
+        let (mut first, mut last) = (None, 0u64);
+        while let Some(s) = sink.try_pull_sample(gst::ClockTime::from_seconds(5)) {
+            let b = s.buffer().unwrap();
+            let pts = b.pts().map(|t| t.nseconds()).unwrap_or(0);
+            let dur = b.duration().map(|t| t.nseconds()).unwrap_or(if video { 33_333_333 } else { 20_000_000 });
+            first.get_or_insert(pts);
+            last = last.max(pts + dur);
+            count += 1;
+        }
+        p.set_state(gst::State::Null).unwrap();
+        if let Some(f0) = first {
+            total_ms += (last - f0) as f64 / 1e6;
+        }
+    }
+    (count, total_ms)
+}
+
+fn wav(path: &Path) -> Vec<i16> {
+    let r = hound::WavReader::open(path).expect("wav opens");
+    let spec = r.spec();
+    assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (1, 48_000, 16), "{}", path.display());
+    r.into_samples::<i16>().map(|s| s.unwrap()).collect()
+}
+
+fn slice_ms(s: &[i16], from_ms: f64, to_ms: f64) -> &[i16] {
+    let a = ((from_ms.max(0.0)) * 48.0) as usize;
+    let b = ((to_ms * 48.0) as usize).min(s.len());
+    &s[a.min(b)..b]
+}
+
+fn rms(s: &[i16]) -> f64 {
+    (s.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / s.len().max(1) as f64).sqrt()
+}
+
+async fn recording_state(c: &Client, state: &str) -> Value {
+    let mut found = None;
+    wait_for(&format!("{} sees recording {state}", c.pid), Duration::from_secs(15), || {
+        found = c.received.lock().unwrap().msgs.iter().rev().find(|m| m["type"] == "recording").cloned();
+        found.as_ref().is_some_and(|m| m["state"] == state && (state != "stopped" || m["integrity"].is_string()))
+    })
+    .await;
+    found.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_with_consent_dtx_offsets_and_verifies() {
+    let (s, data) = start_server_with(|c| c.recorder.segment_secs = 10).await;
+    let room = "rec-e2e";
+    let m = Client::join_real(&s, "m1", token_as(&s, room, "m1", Role::Mediator), RealMedia::tone(700.0)).await;
+    let a = Client::join_real(&s, "a1", token(&s, room, "a1", "张三"), RealMedia::tone(440.0)).await;
+    let mut rm = RealMedia::tone(1000.0);
+    rm.audio_off = true; // the respondent's audio starts later: a known offset
+    let r = Client::join_real(&s, "r1", token(&s, room, "r1", "李四"), rm).await;
+    wait_for("everyone sees video", Duration::from_secs(15), || {
+        [&m, &a, &r].iter().all(|c| {
+            let rx = c.received.lock().unwrap();
+            rx.payloads.iter().filter(|((_, k), v)| *k == rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video && v.len() > 10).count() >= 2
+        })
+    })
+    .await;
+
+    // Not the mediator: refused.
+    a.send(json!({"type": "record", "action": "start"})).await;
+    wait_for("forbidden", Duration::from_secs(5), || a.saw(|v| v["type"] == "error" && v["code"] == "forbidden")).await;
+    // Start: the parties have not answered, so it pauses by itself.
+    m.send(json!({"type": "record", "action": "start"})).await;
+    let st = recording_state(&a, "paused").await;
+    assert!(st["reason"].as_str().unwrap().starts_with("awaiting consent of"), "{st}");
+    a.send(json!({"type": "consent", "answer": "accept"})).await;
+    r.send(json!({"type": "consent", "answer": "refuse"})).await;
+    wait_for("refusal shown", Duration::from_secs(5), || {
+        m.saw(|v| v["type"] == "recording" && v["reason"] == "consent refused by r1" && v["consent"]["r1"] == "refuse")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // nothing may be recorded now
+    r.send(json!({"type": "consent", "answer": "accept"})).await;
+    recording_state(&m, "recording").await;
+
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    r.media.as_ref().unwrap().audio_off.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    // A 10 s Opus DTX-like gap: no packets, the RTP clock runs on.
+    a.media.as_ref().unwrap().audio_off.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(10_000)).await;
+    a.media.as_ref().unwrap().audio_off.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    m.send(json!({"type": "record", "action": "stop"})).await;
+    let stopped = recording_state(&m, "stopped").await;
+    let head = stopped["integrity"].as_str().unwrap().to_owned();
+    assert_eq!(head.len(), 64);
+    for c in [&a, &r] {
+        assert_eq!(recording_state(c, "stopped").await["integrity"], head.as_str(), "everyone sees the same value");
+    }
+
+    // ---- the manifest
+    let dir = data.path().join("sessions").join(room);
+    let key = EvidenceKey::load(&data.path().join("keys")).unwrap();
+    let report = verify(&dir, key.public_key());
+    assert!(report.is_ok(), "verify: {report}");
+    assert_eq!(report.head.map(|h| h.to_hex()).as_deref(), Some(head.as_str()));
+    let entries = manifest(&dir);
+    let of = |ty: &str| entries.iter().filter(|e| e["type"] == ty).cloned().collect::<Vec<_>>();
+    let start = of("start")[0].clone();
+    assert_eq!(start["actor"], "m1");
+    let pauses = of("pause");
+    assert!(pauses.iter().any(|p| p["actor"] == "system" && p["reason"] == "consent refused by r1"), "{pauses:?}");
+    let resumes = of("resume");
+    let resume = resumes.last().unwrap().clone();
+    let stop = of("stop")[0].clone();
+    assert_eq!(stop["actor"], "m1");
+    assert_eq!(entries.last().unwrap()["type"], "end");
+    let names: Vec<_> = of("participant").iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
+    assert!(names.contains(&"张三".to_owned()) && names.contains(&"李四".to_owned()), "{names:?}");
+    let t0 = time_of(&start);
+    let t_resume = time_of(&resume);
+    let t_stop = time_of(&stop);
+    let tracks = of("track");
+    assert_eq!(tracks.len(), 6, "audio + video of three participants: {tracks:?}");
+
+    // ---- originals: frame count within 2 % of what was sent while recording; duration within 100 ms
+    let files = of("file");
+    let segs = |stem: &str| -> Vec<std::path::PathBuf> {
+        files.iter().filter_map(|f| f["path"].as_str()).filter(|p| p.starts_with(stem)).map(|p| dir.join(p)).collect()
+    };
+    let video_a = segs("tracks/a1-video-0-");
+    assert!(video_a.len() >= 2, "a 10 s segment length cuts the ~17 s video at least once: {video_a:?}");
+    let (frames, video_ms) = decode_mkv(&video_a, true);
+    let sent = a.media.as_ref().unwrap().frames_between(t_resume, t_stop);
+    let diff = (frames as f64 - sent as f64).abs() / sent as f64;
+    assert!(diff <= 0.02, "decoded {frames} frames, sent {sent} while recording ({:.1} %)", diff * 100.0);
+    let expect_ms = ms_between(t_resume, t_stop);
+    assert!((video_ms - expect_ms).abs() <= 100.0 + 34.0, "video lasts {video_ms:.0} ms, recording ran {expect_ms:.0} ms");
+    let (_, audio_ms) = decode_mkv(&segs("tracks/a1-audio-0-"), false);
+    assert!((audio_ms - expect_ms).abs() <= 100.0, "a1 audio (10 s DTX gap) lasts {audio_ms:.0} ms, recording ran {expect_ms:.0} ms");
+
+    // ---- WAV per participant: on the session timeline, own tone only
+    let wa = wav(&dir.join("audio/a1.wav"));
+    let wr = wav(&dir.join("audio/r1.wav"));
+    let wm = wav(&dir.join("audio/m1.wav"));
+    let session_ms = ms_between(t0, t_stop);
+    for (w, who) in [(&wa, "a1"), (&wm, "m1")] {
+        let len_ms = w.len() as f64 / 48.0;
+        assert!((len_ms - session_ms).abs() <= 100.0, "{who}.wav lasts {len_ms:.0} ms, session {session_ms:.0} ms");
+    }
+    let resume_ms = ms_between(t0, t_resume);
+    // Consent refused: nothing recorded before the resume, although a1 was talking.
+    assert!(rms(slice_ms(&wa, 0.0, resume_ms - 60.0)) < 1.0, "a1.wav must be silent while consent was missing");
+    let talk = slice_ms(&wa, resume_ms + 500.0, resume_ms + 1500.0);
+    let (p440, p1000, p700) = (goertzel(talk, 48_000.0, 440.0), goertzel(talk, 48_000.0, 1000.0), goertzel(talk, 48_000.0, 700.0));
+    assert!(p440 > 100.0 * p1000 && p440 > 100.0 * p700, "a1.wav holds a1's tone only: {p440:e} {p1000:e} {p700:e}");
+    // The DTX gap is silence, then the tone comes back.
+    let first_audio_r = r.media.as_ref().unwrap().first_audio.lock().unwrap().unwrap();
+    let gap = slice_ms(&wa, resume_ms + 4500.0, resume_ms + 13_500.0);
+    assert!(rms(gap) < 1.0, "DTX gap is silent");
+    let back = slice_ms(&wa, session_ms - 2000.0, session_ms - 1000.0);
+    assert!(goertzel(back, 48_000.0, 440.0) > 100.0 * goertzel(back, 48_000.0, 1000.0), "a1's tone after the gap");
+    // A known start offset: r1's first sound sits where it was sent, within 40 ms.
+    let expect_r = ms_between(t0, first_audio_r);
+    let onset_r = wr.iter().position(|&x| x.abs() > 300).map(|i| i as f64 / 48.0).expect("r1 spoke");
+    assert!((onset_r - expect_r).abs() <= 40.0, "r1 starts at {onset_r:.1} ms on the timeline, sent at {expect_r:.1} ms");
+    let rt = slice_ms(&wr, onset_r + 200.0, onset_r + 1200.0);
+    assert!(goertzel(rt, 48_000.0, 1000.0) > 100.0 * goertzel(rt, 48_000.0, 440.0), "r1.wav holds r1's tone only");
+    // And a1's first sound is the resume (it was talking all along).
+    let onset_a = wa.iter().position(|&x| x.abs() > 300).map(|i| i as f64 / 48.0).unwrap();
+    assert!((onset_a - resume_ms).abs() <= 40.0, "a1 starts at {onset_a:.1} ms, recording resumed at {resume_ms:.1} ms");
+
+    eprintln!(
+        "recording figures: video frames {frames} decoded / {sent} sent ({:.2} %), video {video_ms:.0} ms, a1 audio {audio_ms:.0} ms, \
+         recording ran {expect_ms:.0} ms; r1 onset {onset_r:.1} ms vs sent {expect_r:.1} ms; a1 onset {onset_a:.1} ms vs resume {resume_ms:.1} ms",
+        diff * 100.0
+    );
+    // ---- speaking activity
+    let act: Value = serde_json::from_slice(&std::fs::read(dir.join("audio/a1.activity.json")).unwrap()).unwrap();
+    assert_eq!(act["name"], "张三");
+    assert_eq!(act["resolution_ms"], 100);
+    let segs_a = act["segments"].as_array().unwrap();
+    assert!(segs_a.len() >= 2, "a1 spoke before and after the gap: {segs_a:?}");
+    let first = segs_a[0][0].as_f64().unwrap();
+    assert!((first - resume_ms).abs() <= 150.0, "speaking starts at {first} ms, resume at {resume_ms:.0}");
+
+    // ---- a stopped record stays closed
+    m.send(json!({"type": "record", "action": "start"})).await;
+    wait_for("start after stop refused", Duration::from_secs(5), || {
+        m.saw(|v| v["type"] == "error" && v["re"] == "record" && v["code"] == "wrong_state")
+    })
+    .await;
+    s.shutdown().await;
+}
