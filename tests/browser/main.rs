@@ -51,22 +51,26 @@ fn main() {
     let browsers = std::env::var("FQ_BROWSERS").unwrap_or_else(|_| "chromium,firefox".into());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (mut passed, mut failed) = (0, 0);
-    let mut cases: Vec<(String, &str, bool)> = Vec::new();
+    let mut cases: Vec<(String, &str, u8)> = Vec::new();
     for b in browsers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        cases.push((format!("two_tabs_see_and_hear_each_other_{b}"), b, false));
+        cases.push((format!("two_tabs_see_and_hear_each_other_{b}"), b, 0));
         if b == "chromium" {
-            cases.push((format!("waiting_room_admit_and_caucus_{b}"), b, true));
+            cases.push((format!("waiting_room_admit_and_caucus_{b}"), b, 1));
+            cases.push((format!("recorded_session_speech_{b}"), b, 2));
         }
     }
-    for (name, b, waiting) in &cases {
+    if let Ok(only) = std::env::var("FQ_BROWSER_CASES") {
+        cases.retain(|(n, _, _)| only.split(',').any(|o| n.contains(o.trim())));
+    }
+    for (name, b, which) in &cases {
         let (name, b) = (name.as_str(), *b);
         println!("test {name} ...");
         let r = rt.block_on(async {
             let run = async {
-                if *waiting {
-                    waiting_room(b).await
-                } else {
-                    two_tabs(b).await
+                match which {
+                    1 => waiting_room(b).await,
+                    2 => recorded_session(b).await,
+                    _ => two_tabs(b).await,
                 }
             };
             tokio::time::timeout(Duration::from_secs(120), run).await.unwrap_or_else(|_| Err("timed out after 120 s".into()))
@@ -192,8 +196,23 @@ fn capabilities(browser: &str, profile: &std::path::Path, origin: &str) -> Capab
 }
 
 async fn open(browser: &str, driver: &Driver, profile: &std::path::Path, origin: &str) -> Result<Client, String> {
+    open_with(browser, driver, profile, origin, &[]).await
+}
+
+/// Like [`open`], with extra browser arguments (Chromium).
+async fn open_with(
+    browser: &str,
+    driver: &Driver,
+    profile: &std::path::Path,
+    origin: &str,
+    extra: &[String],
+) -> Result<Client, String> {
+    let mut caps = capabilities(browser, profile, origin);
+    if let Some(Value::Array(args)) = caps.get_mut("goog:chromeOptions").and_then(|o| o.get_mut("args")) {
+        args.extend(extra.iter().map(|a| Value::String(a.clone())));
+    }
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(capabilities(browser, profile, origin))
+        .capabilities(caps)
         .connect(&driver.url)
         .await
         .map_err(|e| format!("{browser} session: {e}"))
@@ -486,5 +505,171 @@ async fn move_a1(med: &Client, party: &Client, to: &str, expect: &str) -> Result
         .for_element(Locator::Css(expect))
         .await
         .map_err(|e| format!("after moving a1 to {to}, the party page never showed {expect}: {e}"))?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------ recording
+
+/// Mono 16-bit samples of a WAV file.
+fn read_wav(path: &std::path::Path) -> Result<(Vec<f32>, u32), String> {
+    let r = hound::WavReader::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let spec = r.spec();
+    let ch = spec.channels as usize;
+    let all: Vec<i16> = r.into_samples::<i16>().map(|s| s.unwrap_or(0)).collect();
+    Ok((all.chunks(ch).map(|c| f32::from(c[0]) / 32768.0).collect(), spec.sample_rate))
+}
+
+/// Normalised cross-correlation of `a` with `b` shifted by `lag` (b[i + lag] ~ a[i]).
+fn ncc(a: &[f32], b: &[f32], lag: usize) -> f64 {
+    let n = a.len().min(b.len().saturating_sub(lag));
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for i in 0..n {
+        let (x, y) = (f64::from(a[i]), f64::from(b[i + lag]));
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        0.0
+    } else {
+        ab / (aa * bb).sqrt()
+    }
+}
+
+/// Best normalised cross-correlation of `window` (from the recording) anywhere in the
+/// looped `source` (same rate): coarse search on 10 ms energy envelopes, then on the
+/// samples around the best candidates.
+fn best_alignment(window: &[f32], source: &[f32]) -> (f64, usize) {
+    let looped: Vec<f32> = source.iter().chain(source.iter()).copied().collect();
+    let hop = 480; // 10 ms at 48 kHz
+    let env = |x: &[f32]| -> Vec<f32> { x.chunks(hop).map(|c| c.iter().map(|v| v.abs()).sum::<f32>() / c.len() as f32).collect() };
+    let (ew, es) = (env(window), env(&looped));
+    let mut cands: Vec<(f64, usize)> = (0..source.len() / hop).map(|l| (ncc(&ew, &es, l), l)).collect();
+    cands.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut best = (f64::MIN, 0usize);
+    for &(_, l) in cands.iter().take(3) {
+        let from = (l * hop).saturating_sub(2 * hop);
+        for lag in from..(l * hop + 2 * hop).min(looped.len().saturating_sub(window.len())) {
+            let c = ncc(window, &looped, lag);
+            if c > best.0 {
+                best = (c, lag);
+            }
+        }
+    }
+    best
+}
+
+/// Chromium with a speech WAV (espeak-ng) as its fake microphone records a 20 s
+/// session in the private namespace: the mediator starts recording by clicking,
+/// the party consents by clicking, both pages show the recording indicator and at
+/// stop the same integrity check value; the recorded WAV of the speaker matches the
+/// source (normalised cross-correlation ≥ 0.8 after alignment) and verifies.
+async fn recorded_session(browser: &str) -> Result<(), String> {
+    let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let raw = work.path().join("speech-22k.wav");
+    let st = Command::new("espeak-ng")
+        .args(["-v", "zh", "-s", "150", "-w"])
+        .arg(&raw)
+        .arg("双方当事人请注意，本次调解将全程录音录像，录制内容将作为调解记录保存。")
+        .status()
+        .map_err(|e| format!("espeak-ng: {e}"))?;
+    if !st.success() {
+        return Err("espeak-ng failed".into());
+    }
+    // 48 kHz mono: what Chromium captures and what the recorder writes.
+    let speech = work.path().join("speech.wav");
+    let st = Command::new("gst-launch-1.0")
+        .args(["-q", "filesrc"])
+        .arg(format!("location={}", raw.display()))
+        .args(["!", "wavparse", "!", "audioconvert", "!", "audioresample", "!", "audio/x-raw,format=S16LE,rate=48000,channels=1", "!", "wavenc", "!", "filesink"])
+        .arg(format!("location={}", speech.display()))
+        .status()
+        .map_err(|e| format!("gst-launch-1.0: {e}"))?;
+    if !st.success() {
+        return Err("resampling the speech failed".into());
+    }
+    let (server, dir) = start_server().await?;
+    let drivers = [start_driver(browser).await?, start_driver(browser).await?];
+    let profiles = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let room = "browser-recorded";
+    let people = [("m1", "王调解员", Role::Mediator), ("a1", "张三", Role::Applicant)];
+    let mut tabs = Vec::new();
+    for (i, (pid, name, role)) in people.iter().enumerate() {
+        let profile = if i == 0 { profiles.0.path() } else { profiles.1.path() };
+        let extra = if i == 0 { vec![format!("--use-file-for-fake-audio-capture={}", speech.display())] } else { vec![] };
+        let c = open_with(browser, &drivers[i], profile, &server.public_url, &extra).await?;
+        let mut claims = server::claims(room, pid, name, *role, 3600);
+        claims.admitted = true;
+        c.goto(&format!("{}?rawaudio=1", server.invite_url(&claims))).await.map_err(|e| format!("goto: {e}"))?;
+        tabs.push(c);
+    }
+    for c in &tabs {
+        click(c, "[data-action=join]:not([disabled])", Duration::from_secs(15)).await?;
+    }
+    sees(&tabs[1], "m1", 0, Duration::from_secs(15)).await?;
+    sees(&tabs[0], "a1", 0, Duration::from_secs(15)).await?;
+    click(&tabs[0], "[data-action=record-start]", Duration::from_secs(5)).await?;
+    click(&tabs[1], "[data-action=consent-accept]", Duration::from_secs(10)).await?;
+    let rec_state = |c: &Client| {
+        let c = c.clone();
+        async move { c.execute("const r = window.fq.recording(); return r ? r.state : null", vec![]).await.map_err(|e| e.to_string()) }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rec_state(&tabs[1]).await? != json!("recording") {
+        if Instant::now() > deadline {
+            shot(&tabs[1], browser, "record-fail").await;
+            return Err("recording did not start after consent".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    shot(&tabs[0], browser, "recording-mediator").await;
+    shot(&tabs[1], browser, "recording-party").await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    click(&tabs[0], "[data-action=record-stop]", Duration::from_secs(5)).await?;
+    let mut values = Vec::new();
+    for c in &tabs {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = c.execute("const r = window.fq.recording(); return r && r.integrity ? document.getElementById('integrity-value').textContent : null", vec![]).await.map_err(|e| e.to_string())?;
+            if let Some(s) = v.as_str() {
+                values.push(s.to_owned());
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err("no integrity check value shown after stop".into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    shot(&tabs[1], browser, "recording-stopped-party").await;
+    if values[0] != values[1] || values[0].len() != 64 {
+        return Err(format!("integrity values differ or are malformed: {values:?}"));
+    }
+    let session = dir.path().join("sessions").join(room);
+    let key = fengqiao_recorder::EvidenceKey::load(&dir.path().join("keys")).map_err(|e| e.to_string())?;
+    let report = fengqiao_recorder::verify(&session, key.public_key());
+    if !report.is_ok() {
+        return Err(format!("verify: {report}"));
+    }
+    if report.head.map(|h| h.to_hex()) != Some(values[0].clone()) {
+        return Err("the page shows another value than the manifest's head".into());
+    }
+    let (src, _) = read_wav(&speech)?;
+    let (rec, rate) = read_wav(&session.join("audio/m1.wav"))?;
+    if rate != 48_000 {
+        return Err(format!("recorded WAV at {rate} Hz"));
+    }
+    // A 2 s window from the middle of the recording, where speech runs.
+    let mid = rec.len() / 2;
+    let window = &rec[mid..(mid + 96_000).min(rec.len())];
+    let (corr, lag) = best_alignment(window, &src);
+    eprintln!("recorded speech vs source: normalised cross-correlation {corr:.3} at lag {lag} samples");
+    if corr < 0.8 {
+        return Err(format!("recorded speech correlates {corr:.3} with the source (< 0.8)"));
+    }
+    for c in tabs {
+        let _ = c.close().await;
+    }
+    server.shutdown().await;
     Ok(())
 }

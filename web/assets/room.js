@@ -18,6 +18,16 @@ const I18N = {
     mainRoom: "主调解室", sideApplicant: "申请人单独调解室", sideRespondent: "被申请人单独调解室", youAreIn: "您所在：",
     mutedByMediator: "调解员已将您静音，其他人暂时听不到您。", videoMutedByMediator: "调解员已暂停转发您的视频。",
     removeReason: "移出原因（将记入调解记录）：", confirmEnd: "确定结束本次调解？所有人将离开会议。",
+    consentTitle: "本次调解将被录音录像", consentAccept: "同意录制", consentRefuse: "拒绝录制",
+    consentText: "录音录像将作为调解记录保存，可能提交法院用于司法确认。所有在场人员同意后才开始录制；您可以拒绝，调解员将决定如何继续。",
+    consentMineAccept: "您已同意录制。", consentMineRefuse: "您已拒绝录制，录制已暂停。您可以随时改为同意。",
+    recRecording: "录制中", recPaused: "录制已暂停", recStopped: "录制已结束",
+    integrityTitle: "录制已结束。完整性校验值：", integrityHint: "请核对并记下此值；法院可据此验证录音录像未被修改。",
+    integrityPending: "正在计算完整性校验值…",
+    recordPanel: "录音录像", recordStart: "开始录制", recordPause: "暂停录制", recordResume: "继续录制", recordStop: "结束录制",
+    pauseReason: "暂停原因（必填）", pauseReasonNeeded: "请填写暂停原因，它将记入录制记录。",
+    consentAnswers: { accept: "已同意", refuse: "已拒绝", pending: "未答复" },
+    reasonRefused: "拒绝录制：", reasonAwaiting: "等待同意：",
     err: {
       insecure: "此页面未通过安全连接（HTTPS）打开，浏览器不允许使用摄像头和麦克风。请使用 https:// 开头的邀请链接。",
       permission: "无法使用摄像头或麦克风：浏览器拒绝了权限。请在地址栏的网站设置中允许摄像头和麦克风，然后刷新页面。",
@@ -49,6 +59,16 @@ const I18N = {
     mainRoom: "Main room", sideApplicant: "Applicant's side room", sideRespondent: "Respondent's side room", youAreIn: "You are in: ",
     mutedByMediator: "The mediator muted you; others cannot hear you for now.", videoMutedByMediator: "The mediator paused your video.",
     removeReason: "Reason for removal (goes into the session record):", confirmEnd: "End this session? Everyone will leave.",
+    consentTitle: "This session will be recorded (audio and video)", consentAccept: "I consent", consentRefuse: "I refuse",
+    consentText: "The recording is kept as the record of the mediation and may go to a court for judicial confirmation. Recording runs only when everyone present has consented; you may refuse, and the mediator decides how to go on.",
+    consentMineAccept: "You consented to recording.", consentMineRefuse: "You refused; recording is paused. You can consent at any time.",
+    recRecording: "Recording", recPaused: "Recording paused", recStopped: "Recording ended",
+    integrityTitle: "Recording ended. Integrity check value:", integrityHint: "Check and note this value: a court can use it to verify the recording was not altered.",
+    integrityPending: "Computing the integrity check value…",
+    recordPanel: "Recording", recordStart: "Start recording", recordPause: "Pause", recordResume: "Resume", recordStop: "Stop recording",
+    pauseReason: "Reason for the pause (required)", pauseReasonNeeded: "Give a reason for the pause: it goes into the record.",
+    consentAnswers: { accept: "consented", refuse: "refused", pending: "no answer yet" },
+    reasonRefused: "Refused by: ", reasonAwaiting: "Awaiting consent of: ",
     err: {
       insecure: "This page was not opened over a secure connection (HTTPS), so the browser blocks camera and microphone. Use an https:// invite link.",
       permission: "Camera or microphone permission was denied. Allow them in the site settings and reload.",
@@ -85,10 +105,12 @@ try {
 const state = {
   ws: null, pc: null, local: null, me: null, participants: new Map(), streams: new Map(),
   audioMuted: false, videoMuted: false, queue: Promise.resolve(), joinedAt: 0, firstFrameAt: 0, left: false,
-  waiting: false, myRoom: null, forced: new Map(), waitingList: [],
+  waiting: false, myRoom: null, forced: new Map(), waitingList: [], recording: null,
 };
 window.fq = {
   state,
+  // The last `recording` message (state, reason, consent, integrity), or null.
+  recording() { return state.recording || null; },
   // Per remote participant: decoded video frames and received audio packets (getStats).
   async stats() {
     const out = {};
@@ -160,8 +182,12 @@ async function listDevices() {
 
 async function openMedia() {
   const cam = $("camera-select").value, mic = $("mic-select").value;
+  // ?rawaudio=1 (tests, recording checks): no echo cancellation, noise suppression
+  // or automatic gain, so the recording can be compared with the source.
+  const raw = new URLSearchParams(location.search).get("rawaudio") === "1";
+  const proc = raw ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false } : {};
   const constraints = {
-    audio: mic ? { deviceId: { exact: mic } } : true,
+    audio: mic ? { deviceId: { exact: mic }, ...proc } : (raw ? proc : true),
     video: cam ? { deviceId: { exact: cam }, width: 1280, height: 720 } : { width: 1280, height: 720 },
   };
   if (state.local) state.local.getTracks().forEach((tr) => tr.stop());
@@ -367,6 +393,7 @@ async function handle(msg) {
       $("waiting-notice").hidden = !state.waiting;
       $("waiting-panel").hidden = !isMediator();
       $("end-session").hidden = !isMediator();
+      $("record-panel").hidden = !isMediator();
       for (const p of msg.participants) { state.participants.set(p.id, p); tile(p.id, p.name, p.role, false); }
       const self = tile(msg.me.id, msg.me.name, msg.me.role, true);
       self.querySelector("video").srcObject = state.local;
@@ -443,12 +470,82 @@ async function handle(msg) {
         console.warn("signaling error", msg);
       }
       break;
+    case "recording":
+      renderRecording(msg);
+      break;
     case "closed":
       end(t("endedTitle"), t("err." + msg.reason) || msg.reason);
       break;
     default:
       break;
   }
+}
+
+// ------------------------------------------------------------- recording
+
+function nameOf(pid) {
+  if (state.me && pid === state.me.id) return state.me.name;
+  const p = state.participants.get(pid);
+  return p ? p.name : pid;
+}
+
+function reasonText(r) {
+  if (!r) return "";
+  let m = /^consent refused by (.+)$/.exec(r);
+  if (m) return t("reasonRefused") + nameOf(m[1]);
+  m = /^awaiting consent of (.+)$/.exec(r);
+  if (m) return t("reasonAwaiting") + nameOf(m[1]);
+  return r;
+}
+
+function renderRecording(msg) {
+  state.recording = msg;
+  const ind = $("recording-indicator");
+  ind.hidden = false;
+  ind.dataset.state = msg.state;
+  const label = { recording: t("recRecording"), paused: t("recPaused"), stopped: t("recStopped") }[msg.state] || msg.state;
+  $("recording-text").textContent = msg.state === "paused" && msg.reason ? `${label}（${reasonText(msg.reason)}）` : label;
+  const mine = state.me ? msg.consent[state.me.id] : undefined;
+  const ask = msg.state !== "stopped" && !isMediator() && state.me && state.me.id in msg.consent && mine !== "accept";
+  $("consent-box").hidden = !ask;
+  $("consent-mine").textContent = mine === "refuse" ? t("consentMineRefuse") : "";
+  $("integrity").hidden = msg.state !== "stopped";
+  $("integrity-value").textContent = msg.integrity || t("integrityPending");
+  if (isMediator()) {
+    const ul = $("consent-status");
+    ul.textContent = "";
+    for (const [pid, a] of Object.entries(msg.consent)) {
+      const li = document.createElement("li");
+      li.dataset.consentOf = pid;
+      li.dataset.answer = a || "pending";
+      li.textContent = `${nameOf(pid)}：${t("consentAnswers")[a || "pending"]}`;
+      ul.appendChild(li);
+    }
+    const on = msg.state !== "stopped";
+    document.querySelector("[data-action=record-start]").hidden = true;
+    document.querySelector("[data-action=record-pause]").hidden = !(on && msg.state === "recording");
+    $("pause-reason").hidden = !(on && msg.state === "recording");
+    document.querySelector("[data-action=record-resume]").hidden = !(on && msg.state === "paused");
+    document.querySelector("[data-action=record-stop]").hidden = !on;
+  }
+}
+
+function setupRecordControls() {
+  $("pause-reason").placeholder = t("pauseReason");
+  for (const a of ["record-pause", "record-resume", "record-stop"]) document.querySelector(`[data-action=${a}]`).hidden = true;
+  $("pause-reason").hidden = true;
+  document.querySelector("[data-action=record-start]").addEventListener("click", () => send({ type: "record", action: "start" }));
+  document.querySelector("[data-action=record-pause]").addEventListener("click", () => {
+    const reason = $("pause-reason").value.trim();
+    if (!reason) { $("record-error").textContent = t("pauseReasonNeeded"); $("pause-reason").focus(); return; }
+    $("record-error").textContent = "";
+    send({ type: "record", action: "pause", reason });
+    $("pause-reason").value = "";
+  });
+  document.querySelector("[data-action=record-resume]").addEventListener("click", () => send({ type: "record", action: "resume" }));
+  document.querySelector("[data-action=record-stop]").addEventListener("click", () => send({ type: "record", action: "stop" }));
+  document.querySelector("[data-action=consent-accept]").addEventListener("click", () => send({ type: "consent", answer: "accept" }));
+  document.querySelector("[data-action=consent-refuse]").addEventListener("click", () => send({ type: "consent", answer: "refuse" }));
 }
 
 async function startPeer() {
@@ -518,4 +615,5 @@ $("leave").addEventListener("click", () => {
   end(t("leftTitle"), "");
 });
 
+setupRecordControls();
 lobby();
