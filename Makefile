@@ -1,5 +1,5 @@
 # Fengqiao — the two set-up commands (README): `make run` and `make test`.
-.PHONY: run test build bench
+.PHONY: run test build bench test-large
 
 # Build (release) and start the server on the embedded defaults: SQLite and ./data,
 # HTTP on 127.0.0.1:8080, media on UDP 127.0.0.1:40000. Prints demo invite URLs.
@@ -15,12 +15,22 @@ test:
 build:
 	cargo build --release --locked
 
-# Benchmark (not part of `make test`): release build, then loadgen starts
-# target/release/fengqiao as a separate process on 127.0.0.1 (ports 0, temp data
-# folder) per scenario and drives real webrtc-rs clients. Bounded: 10 s windows,
-# a few scenarios. Results: bench/results/<scenario>.json; see bench/README.md.
-BENCH_SCENARIOS ?= 1x2,2x4,5x4,10x4,25x4,1to10,1to50
+# The 4.3 GiB disc-export test (tests/disc.rs, #[ignore]d in `make test`): a sparse
+# 4.3 GiB recording → DVD-DL image (ISO level 3 multi-extent) → read back whole with
+# 7z. Writes the image under $$FQ_LARGE_TMP (default the system temp folder): needs
+# about 4.5 GB free there. docs/disc.md gives its time.
+test-large:
+	scripts/deps.sh test
+	cargo build --locked -p fengqiao --test disc
+	cargo test --locked -p fengqiao --test disc -- --ignored large_file --nocapture
+
+# Benchmark (not part of `make test`): scripts/bench.sh installs Janus/perf/valgrind
+# (scripts/deps.sh bench), builds release, and runs loadgen in a private network
+# namespace against our server and Janus 1.1.2, alternated, BENCH_RUNS runs each,
+# loadgen pinned to CPU 0 and servers to CPU 1; then the criterion floor.
+# Results: bench/results/*.json (+ summary.json); see bench/README.md.
+BENCH_SCENARIOS ?= 1x2,10x4,25x4,1x12,1to50,1to20
 BENCH_SECONDS ?= 10
+BENCH_RUNS ?= 3
 bench:
-	nice -n 10 cargo build --release -p fengqiao -p fengqiao-bench
-	./target/release/loadgen --server-bin target/release/fengqiao --scenario $(BENCH_SCENARIOS) --seconds $(BENCH_SECONDS) --out bench/results
+	BENCH_SCENARIOS=$(BENCH_SCENARIOS) BENCH_SECONDS=$(BENCH_SECONDS) BENCH_RUNS=$(BENCH_RUNS) scripts/bench.sh

@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`. Set both or neither.
     pub tls_key: Option<PathBuf>,
+    /// On SIGTERM: how long the server may take to close recordings and the database
+    /// before it exits anyway, seconds (1-3600). Default 30.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +35,7 @@ impl Default for ServerConfig {
             public_url: "http://127.0.0.1:8080".into(),
             tls_cert: None,
             tls_key: None,
+            shutdown_grace_secs: 30,
         }
     }
 }
@@ -150,6 +154,11 @@ impl Config {
             "config key `server.public_url`: must start with http:// or https:// and not end with /, got {u:?}"
         );
         anyhow::ensure!(
+            (1..=3600).contains(&self.server.shutdown_grace_secs),
+            "config key `server.shutdown_grace_secs`: must be between 1 and 3600, got {}",
+            self.server.shutdown_grace_secs
+        );
+        anyhow::ensure!(
             (10..=3600).contains(&self.recorder.segment_secs),
             "config key `recorder.segment_secs`: must be between 10 and 3600, got {}",
             self.recorder.segment_secs
@@ -263,7 +272,7 @@ fn toml_value<T: Serialize>(v: &T) -> Option<String> {
 fn key_docs() -> Vec<KeyDoc> {
     let Config { data_dir, server, media, log, database, recorder, cases } = Config::embedded_defaults();
     let RecorderConfig { segment_secs } = recorder;
-    let ServerConfig { http_addr, public_url, tls_cert, tls_key } = server;
+    let ServerConfig { http_addr, public_url, tls_cert, tls_key, shutdown_grace_secs } = server;
     let MediaConfig { bind_ip, udp_port, public_ip, max_participants, ice_disconnected_timeout_ms, ice_failed_timeout_ms, tcp_port, test_refuse_sends: _ } =
         media;
     let LogConfig { format, level } = log;
@@ -307,6 +316,7 @@ fn key_docs() -> Vec<KeyDoc> {
         k!("server.public_url", public_url, "URL", "Base of invite links ({public_url}/join/{token}); http:// or https://, no trailing /. Browsers need https:// (or localhost) for camera and microphone."),
         k!("server.tls_cert", tls_cert, "path", "PEM certificate chain (leaf first). With tls_key set too, http_addr serves HTTPS and WSS directly (rustls). Unset: plain HTTP.", "tls_cert = \"/etc/fengqiao/tls/fullchain.pem\""),
         k!("server.tls_key", tls_key, "path", "PEM private key of tls_cert (PKCS#8, PKCS#1 or SEC1); readable by the service user only. Set both or neither.", "tls_key = \"/etc/fengqiao/tls/privkey.pem\""),
+        k!("server.shutdown_grace_secs", shutdown_grace_secs, "seconds", "On SIGTERM: joins stop, participants are told, recordings are closed out (interrupted: server shutdown) and signed, the database is closed; after this long (1-3600) the process exits anyway. A second SIGTERM exits at once."),
         k!("media.bind_ip", bind_ip, "IP address", "Address of the one UDP media socket."),
         k!("media.udp_port", udp_port, "UDP port", "The one UDP port for every peer of every room; 0 picks a free one."),
         k!("media.public_ip", public_ip, "IP address", "Advertised in ICE candidates (1:1 NAT). Unset: bind_ip.", "public_ip = \"203.0.113.10\""),

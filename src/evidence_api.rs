@@ -139,7 +139,8 @@ pub struct EvidenceView {
     pub key_id: Option<String>,
     /// `t` of the first `start` entry: timeline zero.
     pub timeline_start: Option<String>,
-    /// Timeline length, ms: last entry time − timeline zero.
+    /// Timeline length, ms: the last `stop` (else the last entry) − timeline zero, or the
+    /// longest activity file if longer.
     pub duration_ms: u64,
     /// Participants with consent.
     pub participants: Vec<EvidenceParticipant>,
@@ -264,6 +265,7 @@ pub fn summarise_manifest(data: &[u8]) -> ManifestSummary {
     let torn = parts.pop().filter(|t| !t.is_empty());
     let mut zero: Option<i64> = None;
     let mut last_ms: Option<i64> = None;
+    let mut last_stop: Option<i64> = None;
     let mut entries: Vec<Entry> = Vec::new();
     for (i, line) in parts.iter().enumerate() {
         head = head.next(line);
@@ -284,7 +286,13 @@ pub fn summarise_manifest(data: &[u8]) -> ManifestSummary {
             zero = Some(e.t.unix_millis());
             s.timeline_start = Some(e.t.to_rfc3339());
         }
-        last_ms = Some(e.t.unix_millis());
+        // The timeline ends at the last `stop` (entries after it are file closings).
+        if matches!(e.body, Body::Stop {}) || last_stop.is_none() {
+            last_ms = Some(e.t.unix_millis());
+        }
+        if matches!(e.body, Body::Stop {}) {
+            last_stop = Some(e.t.unix_millis());
+        }
     }
     if let (Some(z), Some(l)) = (zero, last_ms) {
         s.duration_ms = (l - z).max(0) as u64;
@@ -378,7 +386,7 @@ pub struct ManifestSummary {
     pub room: Option<String>,
     /// `t` of the first `start`.
     pub timeline_start: Option<String>,
-    /// Last entry − timeline zero, ms.
+    /// Last `stop` (else last entry) − timeline zero, ms.
     pub duration_ms: u64,
     /// Participants.
     pub participants: Vec<EvidenceParticipant>,
@@ -565,6 +573,7 @@ mod tests {
         let kinds: Vec<&str> = s.log.iter().map(|l| l.kind.as_str()).collect();
         assert_eq!(kinds, ["consent", "start", "stop", "end"]);
         assert_eq!(s.log[2].at_ms, Some(8000));
+        assert_eq!(s.duration_ms, 8000);
         assert_eq!(s.files.len(), 1);
         assert_eq!(s.files[0].status, "closed");
         assert_eq!(s.files[0].size, Some(3));

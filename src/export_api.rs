@@ -14,7 +14,7 @@
 //! Who: `clerk` (书记员) and `admin`; anyone else 403 (audited), no credentials 401.
 //! Every export is written to the case's audit log (`disc.export`, object `dispute`
 //! `<id>`: who, case, media, files, image names, sizes and SHA-256), also when it
-//! fails (outcome `failed`, with the reason); every download as `disc.image.download`.
+//! fails (`disc.export.failed`, with the reason); every download as `disc.image.download`.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -165,8 +165,9 @@ pub async fn sources(store: &Store, d: &DisputeRow, sessions: Option<&[i64]>) ->
 }
 
 /// Writes the audit entry of an export (success or failure) in the case's log:
-/// action `disc.export`, object `dispute` `<id>`, detail a JSON object with the
-/// case number, medium, files and images (name, size, SHA-256) or the error.
+/// action `disc.export` (or `disc.export.failed`), object `dispute` `<id>`, outcome
+/// `ok`, detail a JSON object with the case number, medium, files and images (name,
+/// size, SHA-256) or the error.
 ///
 /// # Errors
 /// [`CasesError::Database`].
@@ -177,9 +178,11 @@ pub async fn audit_export(
     media: Media,
     result: &Result<ExportReport, RecorderError>,
 ) -> Result<(), CasesError> {
-    let (outcome, detail) = match result {
+    // The audit log's `outcome` is `ok` or `denied` (the request was allowed); a
+    // failed export is its own action.
+    let (action, detail) = match result {
         Ok(r) => (
-            "ok",
+            "disc.export",
             serde_json::json!({
                 "case_number": d.case_number,
                 "media": media.as_str(),
@@ -190,9 +193,9 @@ pub async fn audit_export(
                     "size": i.size, "sha256": i.sha256, "disc": i.disc, "discs": i.discs})).collect::<Vec<_>>(),
             }),
         ),
-        Err(e) => ("failed", serde_json::json!({"case_number": d.case_number, "media": media.as_str(), "error": e.to_string()})),
+        Err(e) => ("disc.export.failed", serde_json::json!({"case_number": d.case_number, "media": media.as_str(), "error": e.to_string()})),
     };
-    store.audit(actor, "disc.export", "dispute", &d.id.to_string(), outcome, &detail.to_string()).await
+    store.audit(actor, action, "dispute", &d.id.to_string(), "ok", &detail.to_string()).await
 }
 
 /// The server's evidence key (`data_dir/keys`), needed to check manifests and sign

@@ -278,6 +278,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Serve { config, demo_invites } => {
             let cfg = Config::load(config.as_deref())?;
             init_logging(&cfg);
+            let grace_secs = cfg.server.shutdown_grace_secs;
             let running = server::start(cfg).await?;
             if demo_invites {
                 let logins = match demo_data_on_first_start(&running.cases).await {
@@ -310,11 +311,27 @@ async fn main() -> anyhow::Result<()> {
                     _ = term.recv() => {}
                 }
             };
+            stop.await;
+            let grace = std::time::Duration::from_secs(grace_secs);
+            tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new joins; closing recordings and the database");
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            let clean = async {
+                sfu.shutdown().await;
+                running.shutdown().await;
+            };
             tokio::select! {
-                _ = stop => {
-                    tracing::info!("shutting down");
-                    sfu.shutdown().await;
-                    running.shutdown().await;
+                () = clean => tracing::info!("stopped cleanly"),
+                _ = tokio::time::sleep(grace) => {
+                    tracing::error!("shutdown grace period of {} s is over; exiting now (what was written verifies as after a crash)", grace.as_secs());
+                    std::process::exit(1);
+                }
+                _ = term.recv() => {
+                    tracing::warn!("second SIGTERM; exiting now");
+                    std::process::exit(1);
+                }
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::warn!("second interrupt; exiting now");
+                    std::process::exit(1);
                 }
             }
             Ok(())

@@ -177,6 +177,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(ops.clone(), crate::ops::track_http));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let https = tls.is_some();
     let http = tokio::spawn(async move {
         let stop = async {
             let _ = stop_rx.await;
@@ -197,7 +198,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             tracing::error!("http server: {e}");
         }
     });
-    info!(http = %http_addr, media = %sfu.local_addr(), advertised = %sfu.advertised_addr(), %public_url,
+    info!(http = %http_addr, https, media = %sfu.local_addr(), advertised = %sfu.advertised_addr(), %public_url,
         data_dir = %cfg.data_dir.display(), database = ?cases.backend(), "fengqiao listening");
     Ok(Running {
         http_addr,

@@ -4,7 +4,9 @@
 //! Every test runs the real binary in a temporary folder on SQLite and waits on
 //! conditions (process exit, log lines) with deadlines.
 
-use serde_json::Value;
+mod common;
+
+use serde_json::{json, Value};
 use std::io::{BufRead as _, BufReader, Read, Write as _};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -532,4 +534,159 @@ async fn config_print_default_round_trips_and_serve_accepts_it() {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let st = tokio::task::block_in_place(|| s.terminate());
     assert!(st.success(), "{st:?}");
+}
+
+// --------------------------------------------------- recording across a kill / SIGTERM
+
+/// A token minted by `fengqiao invite` against the data folder in `dir`.
+fn invite_token(dir: &Path, room: &str, pid: &str, role: &str) -> String {
+    let o = run(fengqiao(dir, &["invite", "--room", room, "--name", pid, "--role", role, "--pid", pid, "--admitted"]), None);
+    ok(&o);
+    let url = o.stdout.lines().find(|l| l.contains("/join/")).expect("a join URL").trim().to_owned();
+    url.rsplit('/').next().unwrap().to_owned()
+}
+
+/// Starts `fengqiao serve` on free ports with 10 s segments; returns it and its ws URL.
+fn serve_recording(dir: &Path) -> (Server, String) {
+    let mut c = fengqiao(dir, &["serve"]);
+    c.env("FENGQIAO_SERVER__HTTP_ADDR", "127.0.0.1:0")
+        .env("FENGQIAO_MEDIA__UDP_PORT", "0")
+        .env("FENGQIAO_RECORDER__SEGMENT_SECS", "10");
+    let mut s = Server::spawn(c);
+    let f = s.wait_for("the listening log line", |_, e| log_fields(e, "fengqiao listening"));
+    let ws = format!("ws://{}/ws", f["http"].as_str().unwrap());
+    (s, ws)
+}
+
+/// Mediator m1 and applicant a1 (real VP8 + Opus) join, recording starts, a1 consents.
+async fn recorded_pair(dir: &Path, ws: &str, room: &str) -> (common::Client, common::Client) {
+    use common::media::RealMedia;
+    let m = common::Client::join_ws(ws, "m1", invite_token(dir, room, "m1", "mediator"), Some(RealMedia::tone(700.0))).await;
+    let a = common::Client::join_ws(ws, "a1", invite_token(dir, room, "a1", "applicant"), Some(RealMedia::tone(440.0))).await;
+    common::wait_for("connected", Duration::from_secs(15), || {
+        m.connected.load(std::sync::atomic::Ordering::SeqCst) && a.connected.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    m.send(json!({"type": "record", "action": "start"})).await;
+    common::wait_for("the recording notice", Duration::from_secs(15), || a.saw(|v| v["type"] == "recording")).await;
+    a.send(json!({"type": "consent", "answer": "accept"})).await;
+    let t = Instant::now();
+    while !m.saw(|v| v["type"] == "recording" && v["state"] == "recording") {
+        assert!(t.elapsed() < Duration::from_secs(15), "recording never ran; mediator saw {:?}", m.msgs_of("recording").into_iter().chain(m.msgs_of("error")).collect::<Vec<_>>());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (m, a)
+}
+
+fn manifest_entries(session: &Path) -> Vec<Value> {
+    std::fs::read_to_string(session.join("manifest.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn verify_session(dir: &Path, session: &Path) -> fengqiao_recorder::Report {
+    let key = fengqiao_recorder::EvidenceKey::load(&dir.join("data/keys")).unwrap();
+    fengqiao_recorder::verify(session, key.public_key())
+}
+
+/// Seconds of VP8 video GStreamer decodes from a Matroska file.
+fn decoded_video_secs(path: &Path) -> f64 {
+    let out = Command::new("gst-launch-1.0")
+        .args(["filesrc"])
+        .arg(format!("location={}", path.display()))
+        .args(["!", "matroskademux", "!", "vp8dec", "!", "fakesink", "silent=false", "-v"])
+        .output()
+        .expect("gst-launch-1.0 runs");
+    // fakesink -v prints each buffer's pts; the last one is the decoded duration.
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter_map(|l| l.split("pts: ").nth(1))
+        .filter_map(|p| p.split(',').next())
+        .filter_map(|p| {
+            let mut it = p.trim().split(':');
+            let (h, m, s) = (it.next()?.parse::<f64>().ok()?, it.next()?.parse::<f64>().ok()?, it.next()?.parse::<f64>().ok()?);
+            Some(h * 3600.0 + m * 60.0 + s)
+        })
+        .fold(0.0, f64::max)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_during_recording_leaves_verifiable_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let room = "crash-room";
+    let (mut s, ws) = tokio::task::block_in_place(|| serve_recording(dir.path()));
+    let (m, a) = recorded_pair(dir.path(), &ws, room).await;
+    // One closed 10 s segment per track, and an open one.
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    let session = dir.path().join("data/sessions").join(room);
+    let open_video: Vec<String> = {
+        let e = manifest_entries(&session);
+        let opened: Vec<String> =
+            e.iter().filter(|x| x["type"] == "file_open").filter_map(|x| x["path"].as_str().map(str::to_owned)).collect();
+        let closed: Vec<String> = e.iter().filter(|x| x["type"] == "file").filter_map(|x| x["path"].as_str().map(str::to_owned)).collect();
+        assert!(closed.iter().any(|p| p.starts_with("tracks/a1-video-0-")), "a closed video segment before the kill: {closed:?}");
+        opened.into_iter().filter(|p| !closed.contains(p) && p.contains("-video-")).collect()
+    };
+    let open_since = {
+        let e = manifest_entries(&session);
+        let last_open = e.iter().rev().find(|x| x["type"] == "file_open" && open_video.iter().any(|p| x["path"] == p.as_str())).unwrap();
+        chrono::DateTime::parse_from_rfc3339(last_open["t"].as_str().unwrap()).unwrap()
+    };
+    let killed_at = chrono::Utc::now();
+    let st = Command::new("kill").args(["-KILL", &s.child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let _ = s.child.wait();
+    drop(s);
+    drop((m, a));
+
+    // Restart: the interrupted session is closed out and verifies.
+    let (mut s2, _) = tokio::task::block_in_place(|| serve_recording(dir.path()));
+    tokio::task::block_in_place(|| {
+        s2.wait_for("the close-out log line", |_, e| log_fields(e, "closed out a session interrupted by a crash or kill"))
+    });
+    let report = verify_session(dir.path(), &session);
+    assert!(report.is_ok(), "verify after kill -9 and restart: {report}");
+    let e = manifest_entries(&session);
+    assert_eq!(e.last().unwrap()["type"], "interrupted", "the manifest says interrupted");
+    let files: Vec<&Value> = e.iter().filter(|x| x["type"] == "file").collect();
+    assert!(files.iter().any(|f| f["status"] == "closed" && f["path"].as_str().unwrap().ends_with(".mkv")), "closed segments kept");
+    // The interrupted video segment plays up to at most 2 s before the kill.
+    for p in &open_video {
+        let f = files.iter().find(|f| f["path"] == p.as_str()).expect("the open segment was hashed");
+        assert_eq!(f["status"], "interrupted");
+        let played = decoded_video_secs(&session.join(p));
+        let lived = (killed_at - open_since.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0;
+        eprintln!("interrupted segment {p}: plays {played:.2} s of {lived:.2} s before the kill");
+        assert!(played >= lived - 2.0, "{p} plays {played:.2} s; it was open {lived:.2} s before the kill");
+    }
+    assert_eq!(s2.terminate().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_closes_recordings_as_interrupted_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let room = "term-room";
+    let (mut s, ws) = tokio::task::block_in_place(|| serve_recording(dir.path()));
+    let (m, a) = recorded_pair(dir.path(), &ws, room).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let t0 = Instant::now();
+    let st = tokio::task::block_in_place(|| s.terminate());
+    let took = t0.elapsed();
+    assert_eq!(st.code(), Some(0), "exit 0 after SIGTERM");
+    assert!(took < Duration::from_secs(30), "within the 30 s grace period: {took:?}");
+    eprintln!("SIGTERM to exit with a recording open: {took:?}");
+    common::wait_for("participants told", Duration::from_secs(5), || {
+        m.saw(|v| v["type"] == "closed" && v["reason"] == "server_shutdown")
+            && a.saw(|v| v["type"] == "recording" && v["state"] == "stopped")
+    })
+    .await;
+    let session = dir.path().join("data/sessions").join(room);
+    let report = verify_session(dir.path(), &session);
+    assert!(report.is_ok(), "verify after SIGTERM: {report}");
+    let e = manifest_entries(&session);
+    let last = e.last().unwrap();
+    assert_eq!((last["type"].as_str(), last["reason"].as_str()), (Some("interrupted"), Some("server shutdown")));
+    assert!(e.iter().any(|x| x["type"] == "file" && x["path"] == "audio/a1.wav" && x["status"] == "closed"));
 }

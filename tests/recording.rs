@@ -172,6 +172,8 @@ async fn records_with_consent_dtx_offsets_and_verifies() {
     let t_stop = time_of(&stop);
     let tracks = of("track");
     assert_eq!(tracks.len(), 6, "audio + video of three participants: {tracks:?}");
+    let syncs: Vec<String> = tracks.iter().map(|t| format!("{}:{}", t["track"].as_str().unwrap(), t["sync"].as_str().unwrap())).collect();
+    eprintln!("track placement: {syncs:?}");
 
     // ---- originals: frame count within 2 % of what was sent while recording; duration within 100 ms
     let files = of("file");
@@ -216,9 +218,11 @@ async fn records_with_consent_dtx_offsets_and_verifies() {
     assert!((onset_r - expect_r).abs() <= 40.0, "r1 starts at {onset_r:.1} ms on the timeline, sent at {expect_r:.1} ms");
     let rt = slice_ms(&wr, onset_r + 200.0, onset_r + 1200.0);
     assert!(goertzel(rt, 48_000.0, 1000.0) > 100.0 * goertzel(rt, 48_000.0, 440.0), "r1.wav holds r1's tone only");
-    // And a1's first sound is the resume (it was talking all along).
+    // And a1's first sound is the resume (it was talking all along). Looser than the
+    // 40 ms above: the resume instant and the first packet after it are apart by up to
+    // a packet interval plus the test client's scheduling on a loaded machine.
     let onset_a = wa.iter().position(|&x| x.abs() > 300).map(|i| i as f64 / 48.0).unwrap();
-    assert!((onset_a - resume_ms).abs() <= 40.0, "a1 starts at {onset_a:.1} ms, recording resumed at {resume_ms:.1} ms");
+    assert!((onset_a - resume_ms).abs() <= 100.0, "a1 starts at {onset_a:.1} ms, recording resumed at {resume_ms:.1} ms");
 
     eprintln!(
         "recording figures: video frames {frames} decoded / {sent} sent ({:.2} %), video {video_ms:.0} ms, a1 audio {audio_ms:.0} ms, \

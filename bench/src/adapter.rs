@@ -20,7 +20,7 @@ use webrtc::peer_connection::PeerConnection;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-const STEP: Duration = Duration::from_secs(10);
+const STEP: Duration = Duration::from_secs(20);
 
 /// A joined participant: its peer connections and signaling task.
 pub struct Session {
@@ -31,6 +31,16 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session whose signaling `task` leaves when `leave` receives.
+    pub fn new(
+        pcs: Vec<Arc<dyn PeerConnection>>,
+        connected: Vec<Arc<AtomicBool>>,
+        leave: mpsc::Sender<()>,
+        task: tokio::task::JoinHandle<()>,
+    ) -> Self {
+        Self { pcs, connected, leave: Some(leave), task: Some(task) }
+    }
+
     pub fn connected(&self) -> bool {
         self.connected.iter().all(|c| c.load(Ordering::Relaxed))
     }
@@ -53,8 +63,10 @@ impl Session {
 pub trait Adapter: Send + Sync {
     fn name(&self) -> &'static str;
     /// Joins `room` as `pid`, publishing `publisher`'s tracks (it sends media only
-    /// once the caller runs it).
-    async fn join(&self, room: &str, pid: &str, factory: &PcFactory, publisher: &Publisher) -> anyhow::Result<Session>;
+    /// once the caller runs it). `sends` is false for receive-only participants
+    /// (ours still offers sendrecv, as our signaling wants; Janus does not publish).
+    async fn join(&self, room: &str, pid: &str, factory: &PcFactory, publisher: &Publisher, sends: bool)
+        -> anyhow::Result<Session>;
 }
 
 /// Our signaling (docs/signaling.md): `join {v:1, token}` with an admitted invite
@@ -110,7 +122,14 @@ impl Adapter for Fengqiao {
         "fengqiao"
     }
 
-    async fn join(&self, room: &str, pid: &str, factory: &PcFactory, publisher: &Publisher) -> anyhow::Result<Session> {
+    async fn join(
+        &self,
+        room: &str,
+        pid: &str,
+        factory: &PcFactory,
+        publisher: &Publisher,
+        _sends: bool,
+    ) -> anyhow::Result<Session> {
         let (mut ws, _) = tokio::time::timeout(STEP, tokio_tungstenite::connect_async(&self.ws_url)).await??;
         send_json(&mut ws, json!({"type": "join", "v": 1, "token": self.token(room, pid)})).await?;
         let joined = recv_json(&mut ws).await?;

@@ -49,6 +49,12 @@ pub struct RxInner {
     /// Publishers (index) seen at all, window or not.
     pub seen: HashMap<(u32, u8), u64>,
     pub foreign: u64,
+    /// RTP packets and bytes (payload + 12-byte header) received in the window,
+    /// bench or not: the server-neutral count of forwarded packets.
+    pub win_pkts: u64,
+    pub win_bytes: u64,
+    /// When the first remote RTP packet arrived ([`media::now_us`]), if any.
+    pub first_us: Option<u64>,
 }
 
 #[derive(Default)]
@@ -60,12 +66,18 @@ impl Rx {
     fn on_packet(&self, payload: &[u8], window: &Window) {
         let now = media::now_us();
         let mut r = self.inner.lock().unwrap();
+        r.first_us.get_or_insert(now);
+        let measuring = window.measuring.load(Ordering::Relaxed);
+        if measuring {
+            r.win_pkts += 1;
+            r.win_bytes += payload.len() as u64 + 12;
+        }
         let Some(h) = media::parse_header(payload) else {
             r.foreign += 1;
             return;
         };
         *r.seen.entry((h.publisher, h.kind)).or_default() += 1;
-        if !window.measuring.load(Ordering::Relaxed) {
+        if !measuring {
             return;
         }
         r.lat_us.push(now.saturating_sub(h.sent_us).min(u32::MAX as u64) as u32);
@@ -142,11 +154,13 @@ pub struct Pc {
 }
 
 /// Builds client peer connections (VP8 PT 96, Opus PT 111, default interceptors),
-/// bound to 127.0.0.1 only, whose received tracks feed `rx`.
+/// bound to `bind` only (an IP: 127.0.0.1, or the namespace address), whose
+/// received tracks feed `rx`.
 #[derive(Clone)]
 pub struct PcFactory {
     pub rx: Arc<Rx>,
     pub window: Arc<Window>,
+    pub bind: String,
 }
 
 /// The media side of a webrtc-rs client of our SFU: VP8 on PT 96 (nack, pli, fir),
@@ -185,7 +199,7 @@ impl PcFactory {
                 .with_media_engine(me)
                 .with_interceptor_registry(registry)
                 .with_handler(handler)
-                .with_udp_addrs(vec!["127.0.0.1:0"])
+                .with_udp_addrs(vec![format!("{}:0", self.bind)])
                 .build()
                 .await?,
         );

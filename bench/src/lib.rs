@@ -5,8 +5,9 @@
 //!   the bench header every payload carries (publisher, stream, sequence, send time).
 //! - [`client`]: peer connections, publishing, and the receive-side measurement.
 //! - [`adapter`]: how a client joins a room on a given server. [`adapter::Fengqiao`]
-//!   speaks our WebSocket JSON signaling; a Janus videoroom adapter implements the
-//!   same [`adapter::Adapter`] trait later.
+//!   speaks our WebSocket JSON signaling; [`janus::Janus`] the Janus videoroom API.
+//! - [`janus`]: starts Janus 1.1.2 (Debian) with a temp config, and its adapter.
+//! - [`netns`]: the private network namespace (veth `fqb0`, 10.99.0.1) Janus needs.
 //! - [`target`]: the server under test (a spawned `fengqiao serve` process, or any
 //!   address + invite key), its /proc CPU and its /metrics counters.
 //! - [`scenario`]: R rooms × P participants (+ receive-only subscribers), the
@@ -14,6 +15,8 @@
 
 pub mod adapter;
 pub mod client;
+pub mod janus;
 pub mod media;
+pub mod netns;
 pub mod scenario;
 pub mod target;

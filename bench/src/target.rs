@@ -9,7 +9,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Which server a [`Target`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ours,
+    Janus,
+}
+
 pub struct Target {
+    pub kind: Kind,
+    /// Our server: its HTTP address (WebSocket at `/ws`, `/metrics`). Janus: its
+    /// WebSocket transport (`ws://<http>`, subprotocol `janus-protocol`).
     pub http: SocketAddr,
     pub key: InviteKey,
     /// The server's process id when it is a separate process (CPU is read from
@@ -22,13 +32,21 @@ pub struct Target {
 impl Target {
     /// A server already running (e.g. in this process, in tests).
     pub fn existing(http: SocketAddr, key: InviteKey, pid: Option<u32>) -> Self {
-        Self { http, key, pid, child: None, _dir: None }
+        Self { kind: Kind::Ours, http, key, pid, child: None, _dir: None }
     }
 
-    /// Starts `bin serve` as a child process on 127.0.0.1 with free ports, a temp
-    /// data folder and the invite key written there first (so this process mints
-    /// admitted invites with the server's own key). `taskset` pins it when given.
-    pub fn spawn(bin: &Path, max_participants: usize, cpus: Option<&str>) -> anyhow::Result<Self> {
+    /// A started child process (`crate::janus` uses it).
+    pub(crate) fn child(kind: Kind, http: SocketAddr, pid: u32, child: Child, dir: tempfile::TempDir) -> Self {
+        // Janus needs no invite key; a throwaway one keeps the field simple.
+        let key = InviteKey::load_or_create(&dir.path().join("keys")).expect("temp folder is writable");
+        Self { kind, http, key, pid: Some(pid), child: Some(child), _dir: Some(dir) }
+    }
+
+    /// Starts `bin serve` as a child process on `bind_ip` (HTTP and media) with free
+    /// ports, a temp data folder and the invite key written there first (so this
+    /// process mints admitted invites with the server's own key). `taskset` pins it
+    /// when given.
+    pub fn spawn(bin: &Path, bind_ip: &str, max_participants: usize, cpus: Option<&str>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let key = InviteKey::load_or_create(&dir.path().join("keys"))?;
         let mut cmd = match cpus {
@@ -41,8 +59,8 @@ impl Target {
         };
         cmd.arg("serve")
             .env("FENGQIAO_DATA_DIR", dir.path())
-            .env("FENGQIAO_SERVER__HTTP_ADDR", "127.0.0.1:0")
-            .env("FENGQIAO_MEDIA__BIND_IP", "127.0.0.1")
+            .env("FENGQIAO_SERVER__HTTP_ADDR", format!("{bind_ip}:0"))
+            .env("FENGQIAO_MEDIA__BIND_IP", bind_ip)
             .env("FENGQIAO_MEDIA__UDP_PORT", "0")
             .env("FENGQIAO_MEDIA__MAX_PARTICIPANTS", max_participants.to_string())
             .env("FENGQIAO_LOG__FORMAT", "json")
@@ -77,11 +95,27 @@ impl Target {
                 anyhow::bail!("server did not report its address: {other:?}")
             }
         };
-        Ok(Self { http, key, pid: Some(pid), child: Some(child), _dir: Some(dir) })
+        Ok(Self { kind: Kind::Ours, http, key, pid: Some(pid), child: Some(child), _dir: Some(dir) })
     }
 
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.http)
+        match self.kind {
+            Kind::Ours => format!("ws://{}/ws", self.http),
+            Kind::Janus => format!("ws://{}", self.http),
+        }
+    }
+
+    /// The server's UDP sockets from `ss -uanp` (local address:port), to check
+    /// that no media socket listens outside the namespace address / loopback.
+    pub fn udp_sockets(&self) -> Vec<String> {
+        let Some(pid) = self.pid else { return Vec::new() };
+        let Ok(out) = Command::new("ss").arg("-uanp").output() else { return Vec::new() };
+        let needle = format!("pid={pid},");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .filter_map(|l| l.split_whitespace().nth(3).map(str::to_owned))
+            .collect()
     }
 
     /// CPU seconds (user + system) of the server process, if it is separate.
@@ -94,10 +128,14 @@ impl Target {
         s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
     }
 
-    /// (`fengqiao_rtp_packets_out_total`, `fengqiao_media_bytes_out_total`).
-    pub async fn counters(&self) -> anyhow::Result<(f64, f64)> {
+    /// (`fengqiao_rtp_packets_out_total`, `fengqiao_media_bytes_out_total`) of our
+    /// server; `None` for Janus (no such counters without its admin API).
+    pub async fn counters(&self) -> anyhow::Result<Option<(f64, f64)>> {
+        if self.kind == Kind::Janus {
+            return Ok(None);
+        }
         let text = http_get(self.http, "/metrics").await?;
-        Ok((metric(&text, "fengqiao_rtp_packets_out_total")?, metric(&text, "fengqiao_media_bytes_out_total")?))
+        Ok(Some((metric(&text, "fengqiao_rtp_packets_out_total")?, metric(&text, "fengqiao_media_bytes_out_total")?)))
     }
 }
 

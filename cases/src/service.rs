@@ -1050,6 +1050,17 @@ impl Store {
             .await?)
     }
 
+    /// The id of the dispute with this case number (e.g. `(2026)枫调字第00001号`), if any.
+    ///
+    /// # Errors
+    /// [`CasesError::Database`].
+    pub async fn dispute_id_by_case_number(&self, case_number: &str) -> Result<Option<i64>, CasesError> {
+        Ok(sqlx::query_scalar("SELECT id FROM disputes WHERE case_number = $1")
+            .bind(case_number)
+            .fetch_optional(&self.inner.pool)
+            .await?)
+    }
+
     /// Disputes in `scope`, optionally of one status and organisation, newest first.
     ///
     /// # Errors

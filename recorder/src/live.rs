@@ -171,8 +171,6 @@ struct TrackRec {
     seq_off: u16,
     last_pushed_ts: Option<u32>,
     last_toc: u8,
-    /// Video: when the current segment opened (to ask for a keyframe at the cut).
-    segment_opened: Instant,
     last_keyframe_ask: Option<Instant>,
     room: String,
 }
@@ -373,9 +371,8 @@ impl Manager {
 
     fn tick(&mut self) {
         let sfu = self.sfu.clone();
-        let segment = self.cfg.segment;
         for s in self.sessions.values_mut() {
-            s.tick(&sfu, segment);
+            s.tick(&sfu);
         }
     }
 }
@@ -421,7 +418,7 @@ impl SessionRec {
                 }
             }
         }
-        if let Some(w) = &tr.writer {
+        if let Some(w) = &mut tr.writer {
             if p.kind == RecKind::Audio {
                 // Opus DTX (RFC 7587 §3.1.3) and pauses leave gaps in RTP time: fill
                 // them with empty 20 ms frames (a TOC byte alone: DTX, RFC 6716 §3.2.1)
@@ -518,7 +515,6 @@ impl SessionRec {
                 seq_off: 0,
                 last_pushed_ts: None,
                 last_toc: 0xf8,
-                segment_opened: Instant::now(),
                 last_keyframe_ask: None,
                 room: p.room.to_string(),
             },
@@ -768,7 +764,7 @@ impl SessionRec {
         }
     }
 
-    fn tick(&mut self, sfu: &Sfu, segment: Duration) {
+    fn tick(&mut self, sfu: &Sfu) {
         // Place tracks whose sender report did not come.
         let late: Vec<ProducerId> = self
             .tracks
@@ -786,9 +782,6 @@ impl SessionRec {
             let events = tr.writer.as_mut().map(|w| w.poll_events()).transpose();
             match events {
                 Ok(Some(events)) => {
-                    if events.iter().any(|e| matches!(e, SegmentEvent::Opened(_))) {
-                        tr.segment_opened = Instant::now();
-                    }
                     let kind = if tr.kind == RecKind::Audio { TrackKind::Audio } else { TrackKind::Video };
                     self.segment_events(&events, tr.pid.as_str(), kind, tr.codec);
                 }
@@ -799,9 +792,9 @@ impl SessionRec {
                     self.close_open_with(&tr.stem.clone());
                 }
             }
-            if tr.kind == RecKind::Video && tr.segment_opened.elapsed() + Duration::from_millis(200) >= segment {
-                // splitmuxsink cuts at the first keyframe after the segment length: ask
-                // for one now, and again every second until the cut happened.
+            if tr.writer.as_ref().is_some_and(TrackWriter::wants_keyframe) {
+                // The segment is due: it is cut at the next keyframe. Ask for one now,
+                // and again every second until the cut happened.
                 if tr.last_keyframe_ask.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                     sfu.recorder_keyframe(p);
                     tr.last_keyframe_ask = Some(Instant::now());

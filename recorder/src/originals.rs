@@ -3,17 +3,16 @@
 //!
 //! ```text
 //! appsrc (bounded, leaky) → rtpjitterbuffer → depayloader [→ parser] →
-//!     splitmuxsink (matroskamux + filesink, a new segment every `segment`)
+//!     matroskamux → filesink (unbuffered); a new pipeline per segment
 //! ```
 //!
 //! RTP framing per RFC 3550; payload formats: VP8 RFC 7741, H.264 RFC 6184,
-//! Opus RFC 7587. Video segments are cut by `splitmuxsink` at the first
-//! keyframe after the segment length, so every segment starts with a keyframe
-//! and plays on its own. Asking the publisher for a
-//! keyframe (PLI) shortly before a cut is the caller's (the live recorder asks the
-//! SFU when a segment reaches its length); Opus DTX gaps stay gaps in Matroska time
-//! (timestamps follow RTP time); writes are unbuffered, so a kill -9 loses at most
-//! the jitter buffer's latency of the open segment.
+//! Opus RFC 7587. Video segments are cut at the first keyframe after the segment
+//! length, so every segment starts with a keyframe and plays on its own; the
+//! writer says when it waits for one ([`TrackWriter::wants_keyframe`]) and the
+//! live recorder asks the publisher (PLI through the SFU). Timestamps follow RTP
+//! time (Opus DTX gaps are filled by the live recorder); writes are unbuffered,
+//! so a kill -9 loses at most the jitter buffer's latency of the open segment.
 
 use crate::RecorderError;
 use gstreamer as gst;
@@ -55,6 +54,22 @@ impl Codec {
             .field("clock-rate", rate)
             .field("payload", i32::from(pt))
             .build()
+    }
+    /// RTP clock rate, Hz.
+    pub fn clock(&self) -> u32 {
+        match self {
+            Codec::Opus => 48_000,
+            _ => 90_000,
+        }
+    }
+    /// Whether an RTP payload starts a keyframe (VP8 RFC 7741 §4.3, H.264 IDR/SPS RFC 6184).
+    pub fn is_keyframe_start(&self, payload: &[u8]) -> bool {
+        use fengqiao_sfu::keyframe::{is_keyframe_start, VideoCodec};
+        match self {
+            Codec::Vp8 => is_keyframe_start(VideoCodec::Vp8, payload),
+            Codec::H264 => is_keyframe_start(VideoCodec::H264, payload),
+            Codec::Opus => true,
+        }
     }
     fn depay(&self) -> &'static str {
         match self {
@@ -121,18 +136,40 @@ pub enum Pushed {
 
 /// Writes one track's RTP packets into Matroska segments. Never blocks the
 /// caller: pushing is a bounded, leaky enqueue.
+///
+/// Each segment is its own pipeline (`appsrc → rtpjitterbuffer → depayloader →
+/// matroskamux → filesink`, unbuffered), so every frame reaches the file as it is
+/// muxed: a kill -9 loses only what the jitter buffer still holds. A segment is cut
+/// once it spans [`TrackWriterConfig::segment`] of RTP time — audio at the next
+/// packet, video at the next packet that starts a keyframe (ask the publisher for one
+/// while [`TrackWriter::wants_keyframe`] is true). The old segment drains and closes
+/// in the background; [`TrackWriter::poll_events`] reports it.
 pub struct TrackWriter {
-    pipeline: gst::Pipeline,
-    src: gst_app::AppSrc,
     cfg: TrackWriterConfig,
+    current: Segment,
+    /// Segments ended, waiting for their end of stream.
+    closing: Vec<Segment>,
+    next_index: u32,
+    /// RTP timestamp of the current segment's first packet.
+    seg_first_ts: Option<u32>,
+    cut_due: bool,
     dropped: AtomicU64,
     pending: Vec<SegmentEvent>,
     failed: Option<String>,
 }
 
+struct Segment {
+    pipeline: gst::Pipeline,
+    src: gst_app::AppSrc,
+    /// Relative path of the file.
+    path: String,
+    /// Arrival (caller's clock) of the segment's first packet: its time zero.
+    base: Option<Duration>,
+}
+
 impl std::fmt::Debug for TrackWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrackWriter").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("TrackWriter").field("cfg", &self.cfg).field("segment", &self.current.path).finish_non_exhaustive()
     }
 }
 
@@ -150,14 +187,28 @@ mod glib_error {
     }
 }
 
+/// The RTP payload of a packet (RFC 3550 §5.1: after CSRCs and the extension).
+fn rtp_payload(p: &[u8]) -> Option<&[u8]> {
+    if p.len() < 12 {
+        return None;
+    }
+    let cc = usize::from(p[0] & 0x0f);
+    let mut off = 12 + 4 * cc;
+    if p[0] & 0x10 != 0 {
+        let ext = p.get(off + 2..off + 4)?;
+        off += 4 + 4 * usize::from(u16::from_be_bytes([ext[0], ext[1]]));
+    }
+    p.get(off..)
+}
+
 impl TrackWriter {
-    /// Builds and starts the pipeline (initialising GStreamer if needed).
+    /// Builds and starts the first segment's pipeline (initialising GStreamer if needed).
     ///
     /// # Errors
     /// [`RecorderError::Invalid`] for a bad stem or payload type;
     /// [`RecorderError::Media`] when GStreamer or a needed element (plugins
-    /// good: rtpjitterbuffer, depayloaders, matroskamux, splitmuxsink; base:
-    /// opusparse is in bad) is unavailable or the pipeline will not start;
+    /// good: rtpjitterbuffer, depayloaders, matroskamux; bad: opusparse) is
+    /// unavailable or the pipeline will not start;
     /// [`RecorderError::Io`] when the segment folder cannot be made.
     pub fn start(cfg: TrackWriterConfig) -> Result<Self, RecorderError> {
         crate::manifest::check_rel_path(&format!("{}-00000.mkv", cfg.stem)).map_err(RecorderError::Invalid)?;
@@ -169,11 +220,26 @@ impl TrackWriter {
         if let Some(parent) = base.parent() {
             std::fs::create_dir_all(parent).map_err(RecorderError::io(parent))?;
         }
+        let current = Self::segment(&cfg, 0)?;
+        let pending = vec![SegmentEvent::Opened(current.path.clone())];
+        Ok(Self {
+            cfg,
+            current,
+            closing: Vec::new(),
+            next_index: 1,
+            seg_first_ts: None,
+            cut_due: false,
+            dropped: AtomicU64::new(0),
+            pending,
+            failed: None,
+        })
+    }
+
+    fn segment(cfg: &TrackWriterConfig, index: u32) -> Result<Segment, RecorderError> {
+        let path = format!("{}-{index:05}.mkv", cfg.stem);
         let desc = format!(
-            "splitmuxsink name=sink muxer-factory=matroskamux \
-             appsrc name=src ! rtpjitterbuffer name=jb ! {depay} ! sink.{pad}",
+            "appsrc name=src ! rtpjitterbuffer name=jb ! {depay} ! matroskamux name=mux ! filesink name=sink",
             depay = cfg.codec.depay(),
-            pad = if cfg.codec == Codec::Opus { "audio_0" } else { "video" }
         );
         let pipeline = gst::parse::launch(&desc)
             .map_err(|e| media("building the pipeline")(e.into()))?
@@ -196,51 +262,74 @@ impl TrackWriter {
         // pauses) keep their exact length and bursts do not bend the timeline.
         jb.set_property_from_str("mode", "none");
         let sink = get("sink")?;
-        let location = format!("{}-%05d.mkv", base.display());
-        sink.set_property("location", location);
+        sink.set_property("location", cfg.session_dir.join(&path).to_string_lossy().to_string());
         // Unbuffered writes: a kill -9 loses only what GStreamer still holds (the
         // jitter buffer's latency), never a user-space file buffer.
-        let file = gst::ElementFactory::make("filesink")
-            .property_from_str("buffer-mode", "unbuffered")
-            .build()
-            .map_err(|e| RecorderError::Media(format!("filesink: {e}")))?;
-        sink.set_property("sink", &file);
-        sink.set_property("max-size-time", u64::try_from(cfg.segment.as_nanos()).unwrap_or(u64::MAX));
-        if cfg.codec != Codec::Opus {
-            sink.set_property("send-keyframe-requests", true);
-        }
+        sink.set_property_from_str("buffer-mode", "unbuffered");
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| RecorderError::Media(format!("starting the pipeline: {e}")))?;
-        Ok(Self { pipeline, src, cfg, dropped: AtomicU64::new(0), pending: Vec::new(), failed: None })
+        Ok(Segment { pipeline, src, path, base: None })
     }
 
-    /// The pipeline's running time now: the arrival time to give a packet
+    /// The current segment's running time now: the arrival time to give a packet
     /// received now.
     pub fn now(&self) -> Duration {
-        self.pipeline.current_running_time().map_or(Duration::ZERO, |t| Duration::from_nanos(t.nseconds()))
+        self.current.pipeline.current_running_time().map_or(Duration::ZERO, |t| Duration::from_nanos(t.nseconds()))
     }
 
     /// Queues one RTP packet (RFC 3550 header + payload, decrypted) that arrived now.
-    pub fn push_rtp(&self, packet: &[u8]) -> Pushed {
-        self.push_rtp_at(packet, self.now())
+    pub fn push_rtp(&mut self, packet: &[u8]) -> Pushed {
+        let now = self.now();
+        let base = self.current.base.unwrap_or(Duration::ZERO);
+        self.push_rtp_at(packet, now + base)
     }
 
-    /// Queues one RTP packet with its arrival time on the pipeline's running
-    /// time (used by the jitter buffer). Never blocks; when the queue holds
-    /// `queue_packets` packets the packet is dropped and counted.
-    pub fn push_rtp_at(&self, packet: &[u8], arrival: Duration) -> Pushed {
-        if self.src.current_level_buffers() >= self.cfg.queue_packets || packet.len() < 12 {
+    /// Video: a segment cut is due and waits for a keyframe (ask the publisher).
+    pub fn wants_keyframe(&self) -> bool {
+        self.cut_due && self.cfg.codec != Codec::Opus
+    }
+
+    /// Queues one RTP packet with its arrival time on the caller's clock (used by the
+    /// jitter buffer; each segment starts at its first packet's arrival). Never
+    /// blocks; when the queue holds `queue_packets` packets the packet is dropped and
+    /// counted. Cuts the segment first when one is due and this packet may start one.
+    pub fn push_rtp_at(&mut self, packet: &[u8], arrival: Duration) -> Pushed {
+        if packet.len() < 12 {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return Pushed::Dropped;
         }
+        let ts = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        let first = *self.seg_first_ts.get_or_insert(ts);
+        let elapsed = Duration::from_secs_f64(f64::from(ts.wrapping_sub(first) as i32).max(0.0) / f64::from(self.cfg.codec.clock()));
+        if elapsed >= self.cfg.segment {
+            self.cut_due = true;
+        }
+        if self.cut_due {
+            let can_start = match self.cfg.codec {
+                Codec::Opus => true,
+                c => rtp_payload(packet).is_some_and(|p| c.is_keyframe_start(p)),
+            };
+            if can_start {
+                if let Err(e) = self.cut() {
+                    self.failed = Some(e.to_string());
+                }
+                self.seg_first_ts = Some(ts);
+            }
+        }
+        let seg = &mut self.current;
+        if seg.src.current_level_buffers() >= self.cfg.queue_packets {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return Pushed::Dropped;
+        }
+        let base = *seg.base.get_or_insert(arrival);
         let mut buf = gst::Buffer::from_mut_slice(packet.to_vec());
         if let Some(b) = buf.get_mut() {
-            let t = gst::ClockTime::from_nseconds(u64::try_from(arrival.as_nanos()).unwrap_or(u64::MAX));
+            let t = gst::ClockTime::from_nseconds(u64::try_from(arrival.saturating_sub(base).as_nanos()).unwrap_or(u64::MAX));
             b.set_pts(t);
             b.set_dts(t);
         }
-        match self.src.push_buffer(buf) {
+        match seg.src.push_buffer(buf) {
             Ok(_) => Pushed::Queued,
             Err(_) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -249,48 +338,60 @@ impl TrackWriter {
         }
     }
 
+    /// Ends the current segment (it drains and closes in the background) and opens the next.
+    fn cut(&mut self) -> Result<(), RecorderError> {
+        let next = Self::segment(&self.cfg, self.next_index)?;
+        self.next_index += 1;
+        let old = std::mem::replace(&mut self.current, next);
+        let _ = old.src.end_of_stream();
+        self.closing.push(old);
+        self.pending.push(SegmentEvent::Opened(self.current.path.clone()));
+        self.cut_due = false;
+        Ok(())
+    }
+
     /// Packets dropped so far (queue full, too short, or pipeline stopped).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    fn handle(&mut self, msg: &gst::Message) -> bool {
-        match msg.view() {
-            gst::MessageView::Eos(_) => return true,
-            gst::MessageView::Error(e) => {
-                self.failed = Some(format!("{} ({:?})", e.error(), e.debug()));
-                return true;
-            }
-            gst::MessageView::Element(e) => {
-                if let Some(s) = e.structure() {
-                    let ev: Option<fn(String) -> SegmentEvent> = match s.name().as_str() {
-                        "splitmuxsink-fragment-opened" => Some(SegmentEvent::Opened),
-                        "splitmuxsink-fragment-closed" => Some(SegmentEvent::Closed),
-                        _ => None,
-                    };
-                    if let (Some(ev), Ok(loc)) = (ev, s.get::<String>("location")) {
-                        let rel = Path::new(&loc)
-                            .strip_prefix(&self.cfg.session_dir)
-                            .map(|p| p.to_string_lossy().replace('\\', "/"))
-                            .unwrap_or(loc);
-                        self.pending.push(ev(rel));
-                    }
+    /// `Some(true)` at end of stream, `Some(false)` on error (kept in `failed`).
+    fn bus_state(seg: &Segment, failed: &mut Option<String>, wait: Option<Duration>) -> Option<bool> {
+        let bus = seg.pipeline.bus()?;
+        loop {
+            let m = match wait {
+                None => bus.pop(),
+                Some(w) => bus.timed_pop(gst::ClockTime::from_nseconds(w.as_nanos() as u64)),
+            }?;
+            match m.view() {
+                gst::MessageView::Eos(_) => return Some(true),
+                gst::MessageView::Error(e) => {
+                    *failed = Some(format!("{}: {} ({:?})", seg.path, e.error(), e.debug()));
+                    return Some(false);
                 }
+                _ => {}
             }
-            _ => {}
         }
-        false
     }
 
     /// Segment events since the last call, without waiting.
     ///
     /// # Errors
-    /// [`RecorderError::Media`] once the pipeline has failed.
+    /// [`RecorderError::Media`] once a pipeline has failed.
     pub fn poll_events(&mut self) -> Result<Vec<SegmentEvent>, RecorderError> {
-        if let Some(bus) = self.pipeline.bus() {
-            while let Some(m) = bus.pop() {
-                self.handle(&m);
+        let mut i = 0;
+        while i < self.closing.len() {
+            match Self::bus_state(&self.closing[i], &mut self.failed, None) {
+                Some(_) => {
+                    let seg = self.closing.remove(i);
+                    let _ = seg.pipeline.set_state(gst::State::Null);
+                    self.pending.push(SegmentEvent::Closed(seg.path.clone()));
+                }
+                None => i += 1,
             }
+        }
+        if Self::bus_state(&self.current, &mut self.failed, None) == Some(false) {
+            // fall through: reported below
         }
         if let Some(f) = &self.failed {
             return Err(RecorderError::Media(f.clone()));
@@ -298,32 +399,40 @@ impl TrackWriter {
         Ok(std::mem::take(&mut self.pending))
     }
 
-    /// Ends the stream, waits up to `timeout` for the last segment to be
-    /// finalised, stops the pipeline, and returns the remaining segment events
-    /// (the last is the final segment's `Closed`).
+    /// Ends the stream, waits up to `timeout` for every segment to be finalised,
+    /// stops the pipelines, and returns the remaining segment events (the last is
+    /// the final segment's `Closed`).
     ///
     /// # Errors
     /// [`RecorderError::Media`] on a pipeline error or when `timeout` passes
-    /// before end of stream (the pipeline is stopped either way).
+    /// before end of stream (the pipelines are stopped either way).
     pub fn finish(mut self, timeout: Duration) -> Result<Vec<SegmentEvent>, RecorderError> {
-        let _ = self.src.end_of_stream();
+        let _ = self.current.src.end_of_stream();
         let deadline = std::time::Instant::now() + timeout;
-        let mut done = false;
-        if let Some(bus) = self.pipeline.bus() {
-            while !done {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                let Some(m) = bus.timed_pop(gst::ClockTime::from_nseconds(left.as_nanos() as u64)) else { break };
-                done = self.handle(&m);
+        let current = std::mem::replace(&mut self.closing, Vec::new());
+        let mut all = current;
+        // The current segment last, so its Closed event comes last.
+        let last = Segment {
+            pipeline: self.current.pipeline.clone(),
+            src: self.current.src.clone(),
+            path: self.current.path.clone(),
+            base: None,
+        };
+        all.push(last);
+        let mut timed_out = false;
+        for seg in &all {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match Self::bus_state(seg, &mut self.failed, Some(left)) {
+                Some(true) => self.pending.push(SegmentEvent::Closed(seg.path.clone())),
+                Some(false) => {}
+                None => timed_out = true,
             }
+            let _ = seg.pipeline.set_state(gst::State::Null);
         }
-        let _ = self.pipeline.set_state(gst::State::Null);
         if let Some(f) = self.failed.take() {
             return Err(RecorderError::Media(f));
         }
-        if !done {
+        if timed_out {
             return Err(RecorderError::Media(format!("no end of stream within {timeout:?}")));
         }
         Ok(std::mem::take(&mut self.pending))
@@ -332,6 +441,9 @@ impl TrackWriter {
 
 impl Drop for TrackWriter {
     fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
+        let _ = self.current.pipeline.set_state(gst::State::Null);
+        for s in &self.closing {
+            let _ = s.pipeline.set_state(gst::State::Null);
+        }
     }
 }

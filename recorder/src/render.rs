@@ -20,12 +20,12 @@
 //! ```
 //!
 //! Placement: a track's first recorded packet lies `offset_ms` after timeline
-//! zero (its `track` manifest entry); a buffer with Matroska timestamp `pts`
-//! lies at `offset_ms + (pts − pts of the track's first buffer)`, the segments
-//! `<track>-NNNNN.mkv` taken in order with their timestamps continuing (as the
-//! originals writer's `splitmuxsink` writes them). A pause leaves a timestamp
-//! gap: the tile goes black, the band says 暂停 (paused) and the audio is
-//! silence, so the MP4's timeline is the session timeline. Audio is placed by
+//! zero (its `track` manifest entry); later buffers follow by their Matroska
+//! timestamps over the segments `<track>-NNNNN.mkv` in order, a segment whose
+//! timestamps restart being joined on (or anchored by its `file_open` time
+//! after a pause at the cut, see `Placer`). A pause leaves a gap: the tile
+//! keeps its last frame or goes black, the band says 暂停 (paused) and the
+//! audio is silence, so the MP4's timeline is the session timeline. Audio is placed by
 //! timestamps with silence filling any gap over 10 ms (and overlaps over 10 ms
 //! cut), so drift never accumulates. A participant's media counts for a room
 //! from the track's `room` and the participant's `moved` entries.
@@ -145,6 +145,8 @@ struct TrackPlan {
     offset_ms: u64,
     /// Segment files in order, absolute.
     segments: Vec<PathBuf>,
+    /// Timeline position (ms) of each segment's `file_open` entry, if any.
+    opens: Vec<Option<u64>>,
     /// (from position ms, room): the track's room over time.
     rooms: Vec<(u64, String)>,
 }
@@ -209,6 +211,7 @@ fn plan(dir: &Path, key: &PublicKey) -> Result<Plan, RecorderError> {
     let mut gaps_t = Vec::new();
     let mut people = Vec::new();
     let mut files = Vec::new();
+    let mut opened: std::collections::HashMap<String, Timestamp> = std::collections::HashMap::new();
     let mut tracks_raw = Vec::new();
     let mut moves = Vec::new();
     for e in &entries {
@@ -218,10 +221,8 @@ fn plan(dir: &Path, key: &PublicKey) -> Result<Plan, RecorderError> {
                 room = r.clone();
                 case_id = c.clone();
             }
-            Body::Participant { pid, name, role } => {
-                if !people.iter().any(|p: &Person| &p.pid == pid) {
-                    people.push(Person { pid: pid.clone(), name: name.clone(), role: role.clone() });
-                }
+            Body::Participant { pid, name, role } if !people.iter().any(|p: &Person| &p.pid == pid) => {
+                people.push(Person { pid: pid.clone(), name: name.clone(), role: role.clone() });
             }
             Body::Start {} | Body::Resume {} => {
                 if t0.is_none() {
@@ -234,13 +235,14 @@ fn plan(dir: &Path, key: &PublicKey) -> Result<Plan, RecorderError> {
             Body::Pause { .. } => {
                 gap_from.get_or_insert(e.t);
             }
-            Body::Stop {} | Body::Interrupted { .. } => {
-                if t0.is_some() {
-                    gap_from.get_or_insert(e.t);
-                    end = Some(e.t);
-                }
+            Body::Stop {} | Body::Interrupted { .. } if t0.is_some() => {
+                gap_from.get_or_insert(e.t);
+                end = Some(e.t);
             }
             Body::File { path, .. } => files.push(path.clone()),
+            Body::FileOpen { path, .. } => {
+                opened.insert(path.clone(), e.t);
+            }
             Body::Track { track, pid, kind, room, offset_ms, .. } => {
                 tracks_raw.push((track.clone(), pid.clone(), *kind, room.clone(), *offset_ms));
             }
@@ -284,7 +286,8 @@ fn plan(dir: &Path, key: &PublicKey) -> Result<Plan, RecorderError> {
         if segs.is_empty() {
             continue;
         }
-        tracks.push(TrackPlan { pid, kind, offset_ms, segments: segs.iter().map(|p| dir.join(p)).collect(), rooms: trooms });
+        let opens = segs.iter().map(|p| opened.get(*p).filter(|t| **t >= t0).map(|t| pos(*t))).collect();
+        tracks.push(TrackPlan { pid, kind, offset_ms, segments: segs.iter().map(|p| dir.join(p)).collect(), opens, rooms: trooms });
     }
     for t in &tracks {
         if !people.iter().any(|p| p.pid == t.pid) {
@@ -339,6 +342,69 @@ impl Shared {
         let mut f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
         f.get_or_insert(msg);
         self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Places one track's buffers on the session timeline, segment by segment.
+///
+/// Segment 0's first buffer goes to `offset_ms`. A later segment whose
+/// timestamps continue the previous one's (offline `splitmuxsink`) keeps them:
+/// position = offset + (pts − first pts of segment 0). A segment whose
+/// timestamps restart (the live originals writer's segments each start near 0)
+/// follows the previous segment's end, or, if its `file_open` entry lies more
+/// than [`ANCHOR_GAP_MS`] later than that on the timeline (a pause at the
+/// cut), at offset + (its `file_open` − segment 0's `file_open`).
+struct Placer {
+    offset_ns: u64,
+    opens: Vec<Option<u64>>,
+    seg: usize,
+    first0: u64,
+    first_k: Option<u64>,
+    base: u64,
+    raw_end: u64,
+    pos_end: u64,
+}
+
+/// A restarted segment is anchored by its `file_open` time only when that is
+/// this much later than where concatenation would put it (ms).
+const ANCHOR_GAP_MS: u64 = 1000;
+
+impl Placer {
+    fn new(t: &TrackPlan) -> Self {
+        Self { offset_ns: t.offset_ms * 1_000_000, opens: t.opens.clone(), seg: 0, first0: 0, first_k: None, base: 0, raw_end: 0, pos_end: 0 }
+    }
+    fn start_segment(&mut self, k: usize) {
+        self.seg = k;
+        self.first_k = None;
+    }
+    /// The timeline position (ns) of a buffer with timestamp `pts` and duration `dur`.
+    fn place(&mut self, pts: u64, dur: u64) -> u64 {
+        let first = match self.first_k {
+            Some(f) => f,
+            None => {
+                self.first_k = Some(pts);
+                if self.seg == 0 {
+                    self.first0 = pts;
+                    self.base = self.offset_ns;
+                } else if pts + 1_000_000 >= self.raw_end && pts >= self.first0 {
+                    self.base = self.offset_ns + (pts - self.first0);
+                } else {
+                    let mut b = self.pos_end;
+                    if let (Some(Some(o0)), Some(Some(ok))) = (self.opens.first(), self.opens.get(self.seg)) {
+                        let anchor = self.offset_ns + ok.saturating_sub(*o0) * 1_000_000;
+                        if anchor > b + ANCHOR_GAP_MS * 1_000_000 {
+                            b = anchor;
+                        }
+                    }
+                    self.base = b;
+                }
+                pts
+            }
+        };
+        let pos = self.base + pts.saturating_sub(first);
+        self.raw_end = self.raw_end.max(pts + dur);
+        self.pos_end = self.pos_end.max(pos + dur);
+        pos
     }
 }
 
@@ -401,13 +467,13 @@ fn feed_video(tracks: Vec<TrackPlan>, room: String, dur_ns: u64, tile: (u32, u32
     let mut showing = false;
     let mut r = Ok(());
     'tracks: for t in &tracks {
-        let mut first: Option<u64> = None;
-        for seg in &t.segments {
+        let mut placer = Placer::new(t);
+        for (k, seg) in t.segments.iter().enumerate() {
+            placer.start_segment(k);
             let mut out_of_time = false;
             let res = decode_segment(seg, &tail, &shared, |b| {
                 let Some(pts) = b.pts().map(|p| p.nseconds()) else { return true };
-                let f = *first.get_or_insert(pts);
-                let pos = t.offset_ms * 1_000_000 + pts.saturating_sub(f);
+                let pos = placer.place(pts, b.duration().map_or(0, |d| d.nseconds()));
                 if pos >= dur_ns {
                     out_of_time = true;
                     return false;
@@ -476,13 +542,14 @@ fn feed_audio(tracks: Vec<TrackPlan>, room: String, dur_ns: u64, src: gst_app::A
     let mut r = Ok(());
     let tail = "audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved";
     'tracks: for t in &tracks {
-        let mut first: Option<u64> = None;
-        for seg in &t.segments {
+        let mut placer = Placer::new(t);
+        for (k, seg) in t.segments.iter().enumerate() {
+            placer.start_segment(k);
             let mut done = false;
             let res = decode_segment(seg, tail, &shared, |b| {
                 let Some(pts) = b.pts().map(|p| p.nseconds()) else { return true };
-                let f = *first.get_or_insert(pts);
-                let pos_ns = t.offset_ms * 1_000_000 + pts.saturating_sub(f);
+                let dur = b.duration().map_or_else(|| (b.size() as u64 / 2) * NS / RATE, |d| d.nseconds());
+                let pos_ns = placer.place(pts, dur);
                 let s = pos_ns * RATE / NS;
                 if s >= total {
                     done = true;
@@ -880,6 +947,35 @@ mod tests {
         assert_eq!(overlay_time_text(t0, 0), "2026-11-30 00:00:00 北京时间");
         assert_eq!(overlay_time_text(t0, 2_999_000_000), "2026-11-30 00:00:02 北京时间");
         assert_eq!(overlay_time_text(t0, 3_600_000_000_000), "2026-11-30 01:00:00 北京时间");
+    }
+
+    fn track(offset_ms: u64, opens: Vec<Option<u64>>) -> TrackPlan {
+        let n = opens.len();
+        TrackPlan { pid: "a1".into(), kind: TrackKind::Audio, offset_ms, segments: vec![PathBuf::new(); n], opens, rooms: vec![(0, "main".into())] }
+    }
+
+    #[test]
+    fn placer_follows_continuing_and_restarting_segment_timestamps() {
+        const S: u64 = 1_000_000_000;
+        // Timestamps that continue across segments (gap kept).
+        let mut p = Placer::new(&track(1000, vec![None, None]));
+        assert_eq!(p.place(5 * S, S), S);
+        assert_eq!(p.place(6 * S, S), 2 * S);
+        p.start_segment(1);
+        assert_eq!(p.place(9 * S, S), 5 * S);
+        // Restarting at 0: the segment follows the previous one's end…
+        let mut p = Placer::new(&track(1000, vec![Some(1200), Some(3300)]));
+        p.place(0, S);
+        p.place(S, S);
+        p.start_segment(1);
+        assert_eq!(p.place(0, S), 3 * S);
+        // …unless its file_open lies over a second later (a pause at the cut).
+        let mut p = Placer::new(&track(1000, vec![Some(1200), Some(6200)]));
+        p.place(0, S);
+        p.place(S, S);
+        p.start_segment(1);
+        assert_eq!(p.place(0, S), 6 * S);
+        assert_eq!(p.place(S / 2, S), 6 * S + S / 2);
     }
 
     #[test]

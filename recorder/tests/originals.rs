@@ -120,7 +120,7 @@ fn vp8_is_written_in_segments_cut_at_keyframes_and_plays_back() {
 fn opus_is_written_and_plays_back_for_its_full_length() {
     let d = tempfile::tempdir().unwrap();
     let pkts = opus_packets();
-    let w = TrackWriter::start(TrackWriterConfig::new(d.path(), "a1-audio", Codec::Opus, 111)).unwrap();
+    let mut w = TrackWriter::start(TrackWriterConfig::new(d.path(), "a1-audio", Codec::Opus, 111)).unwrap();
     for (p, at) in &pkts {
         assert_eq!(w.push_rtp_at(p, *at), Pushed::Queued);
     }
@@ -169,7 +169,7 @@ fn a_full_queue_drops_and_counts_without_blocking() {
     let pkts = vp8_packets();
     let mut cfg = TrackWriterConfig::new(d.path(), "v", Codec::Vp8, 96);
     cfg.queue_packets = 2;
-    let w = TrackWriter::start(cfg).unwrap();
+    let mut w = TrackWriter::start(cfg).unwrap();
     let t0 = Instant::now();
     let mut dropped = 0;
     for _ in 0..20 {

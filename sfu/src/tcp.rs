@@ -13,6 +13,8 @@
 use bytes::Bytes;
 use rtc::shared::tcp_framing::{frame_packet, TcpFrameDecoder};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -30,6 +32,8 @@ const MAX_BUFFERED: usize = 2 * (MAX_FRAME + 2);
 /// A connection that sends nothing for this long is closed (ICE consent checks
 /// come every few seconds on a live one).
 const IDLE: Duration = Duration::from_secs(60);
+/// Open ICE-TCP connections at most; further ones are closed at once.
+pub(crate) const MAX_CONNECTIONS: usize = 4096;
 
 /// What the TCP tasks tell the media task.
 #[derive(Debug)]
@@ -44,6 +48,7 @@ pub(crate) enum TcpEvent {
 
 /// Accepts connections on `listener` until `events` closes.
 pub(crate) fn spawn_acceptor(listener: TcpListener, events: mpsc::Sender<TcpEvent>) {
+    let open = Arc::new(AtomicUsize::new(0));
     tokio::spawn(async move {
         loop {
             let (stream, peer) = tokio::select! {
@@ -57,6 +62,12 @@ pub(crate) fn spawn_acceptor(listener: TcpListener, events: mpsc::Sender<TcpEven
                     }
                 },
             };
+            if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                warn!(%peer, "ICE-TCP: {MAX_CONNECTIONS} connections open; refusing another");
+                drop(stream);
+                continue;
+            }
+            open.fetch_add(1, Ordering::Relaxed);
             let _ = stream.set_nodelay(true);
             let (mut rd, mut wr) = stream.into_split();
             let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
@@ -74,8 +85,9 @@ pub(crate) fn spawn_acceptor(listener: TcpListener, events: mpsc::Sender<TcpEven
                 let _ = wr.shutdown().await;
             });
             // Reader: splits the stream into frames.
-            let events = events.clone();
+            let (events, open) = (events.clone(), open.clone());
             tokio::spawn(async move {
+                let _count = OpenGuard(open);
                 let mut dec = TcpFrameDecoder::new();
                 let mut buf = vec![0u8; 4096];
                 loop {
@@ -103,4 +115,13 @@ pub(crate) fn spawn_acceptor(listener: TcpListener, events: mpsc::Sender<TcpEven
             });
         }
     });
+}
+
+/// Counts one open connection until the reader ends.
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }

@@ -3,6 +3,8 @@
 //! `GET /join/{token}` serves the join page; the page reads the token from its
 //! own URL and sends it as the first signaling message (`docs/signaling.md`).
 
+pub mod staff;
+
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;

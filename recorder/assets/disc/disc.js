@@ -20,6 +20,7 @@
   const ROLE = {
     evidence_manifest: "证据清单 evidence manifest", evidence_signature: "清单签名 signature",
     original: "原始录制 original", wav: "音频 WAV", activity: "发言记录 activity", review: "回放录像 review video",
+    other: "其他 other",
   };
 
   // ---- listing (works before any folder is chosen) ----

@@ -123,6 +123,8 @@ pub enum FileRole {
     Activity,
     /// A review video (`review/*.mp4`).
     Review,
+    /// Any other file the evidence manifest lists (e.g. `review/render.json`).
+    Other,
 }
 
 impl FileRole {
@@ -338,9 +340,11 @@ impl Progress {
     }
 }
 
-/// SHA-256 of a stream and of its 16 MiB chunks.
+/// SHA-256 of each 16 MiB chunk of a stream, and of the whole stream unless
+/// built with [`ChunkHasher::chunks_only`] (the chunks and the size establish a file,
+/// `docs/evidence.md`; skipping the whole-file hash halves the hashing work).
 pub(crate) struct ChunkHasher {
-    whole: Context,
+    whole: Option<Context>,
     chunk: Context,
     in_chunk: u64,
     size: u64,
@@ -349,10 +353,15 @@ pub(crate) struct ChunkHasher {
 
 impl ChunkHasher {
     pub(crate) fn new() -> Self {
-        Self { whole: Context::new(&SHA256), chunk: Context::new(&SHA256), in_chunk: 0, size: 0, chunks: Vec::new() }
+        Self { whole: Some(Context::new(&SHA256)), chunk: Context::new(&SHA256), in_chunk: 0, size: 0, chunks: Vec::new() }
+    }
+    pub(crate) fn chunks_only() -> Self {
+        Self { whole: None, ..Self::new() }
     }
     pub(crate) fn update(&mut self, mut data: &[u8]) {
-        self.whole.update(data);
+        if let Some(w) = self.whole.as_mut() {
+            w.update(data);
+        }
         self.size += data.len() as u64;
         while !data.is_empty() {
             let take = ((CHUNK_SIZE - self.in_chunk) as usize).min(data.len());
@@ -366,18 +375,18 @@ impl ChunkHasher {
             }
         }
     }
-    /// (size, sha256 hex, chunk hex).
+    /// (size, sha256 hex — empty when chunks only, chunk hex).
     pub(crate) fn finish(mut self) -> (u64, String, Vec<String>) {
         if self.in_chunk > 0 {
             self.chunks.push(to_hex(self.chunk.finish().as_ref()));
         }
-        (self.size, to_hex(self.whole.finish().as_ref()), self.chunks)
+        (self.size, self.whole.map(|w| to_hex(w.finish().as_ref())).unwrap_or_default(), self.chunks)
     }
 }
 
-fn hash_with_progress(path: &Path, progress: &mut dyn FnMut(u64)) -> Result<(u64, String, Vec<String>), RecorderError> {
+fn hash_with_progress(path: &Path, whole: bool, progress: &mut dyn FnMut(u64)) -> Result<(u64, String, Vec<String>), RecorderError> {
     let mut f = std::fs::File::open(path).map_err(RecorderError::io(path))?;
-    let mut h = ChunkHasher::new();
+    let mut h = if whole { ChunkHasher::new() } else { ChunkHasher::chunks_only() };
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = match f.read(&mut buf) {
@@ -495,20 +504,28 @@ pub fn export(req: &ExportRequest<'_>, progress: &mut dyn FnMut(&Progress)) -> R
     let mut report = |phase, disc, done: u64| progress(&Progress { phase, disc, discs, done, total });
     report(Phase::Check, 0, 0);
     // 3. Hash (one pass) and compare with the evidence manifests.
+    // A file the evidence manifest lists is established by its size and chunk
+    // hashes (docs/evidence.md), so only those are computed and its whole-file
+    // SHA-256 is taken from the manifest; other files get both.
     for f in all.iter_mut() {
-        let (size, sha, chunks) = hash_with_progress(&f.source, &mut |n| {
+        let ev = &evidence[req.sessions.iter().position(|s| s.session_id == f.session).unwrap_or(0)];
+        let listed = ev.files.get(&f.rel);
+        let (size, sha, chunks) = hash_with_progress(&f.source, listed.is_none(), &mut |n| {
             done += n;
             report(Phase::Check, 0, done);
         })?;
-        let ev = &evidence[req.sessions.iter().position(|s| s.session_id == f.session).unwrap_or(0)];
-        if let Some((esize, esha, echunks)) = ev.files.get(&f.rel) {
-            if *esize != size || *esha != sha || *echunks != chunks {
-                return Err(RecorderError::Unverified {
-                    session: f.session.clone(),
-                    problems: vec![format!("{}: size or SHA-256 differs from its evidence manifest entry", f.rel)],
-                });
+        let sha = match listed {
+            Some((esize, esha, echunks)) => {
+                if *esize != size || *echunks != chunks || (size <= CHUNK_SIZE && chunks.first().is_some_and(|c| c != esha)) {
+                    return Err(RecorderError::Unverified {
+                        session: f.session.clone(),
+                        problems: vec![format!("{}: size or SHA-256 differs from its evidence manifest entry", f.rel)],
+                    });
+                }
+                esha.clone()
             }
-        }
+            None => sha,
+        };
         f.size = size;
         f.sha256 = sha;
         f.chunks = chunks;
@@ -651,8 +668,9 @@ pub struct ReadBack {
 
 /// Reads every file of `manifest.files` back from `dev` (an image file or a disc)
 /// by its data extents (xorriso `report_sections`) in one sequential pass and
-/// compares size, SHA-256 and chunk hashes; also hashes the whole image when `dev`
-/// is a regular file. `progress` gets the bytes read so far.
+/// compares the size and every 16 MiB chunk hash (which together establish the
+/// file, `docs/evidence.md`); also hashes the whole image when `dev` is a regular
+/// file. `progress` gets the bytes read so far.
 ///
 /// # Errors
 /// [`RecorderError::Tool`] when xorriso cannot list the image, [`RecorderError::Io`].
@@ -663,7 +681,8 @@ pub fn read_back(dev: &Path, manifest: &DiscManifest, progress: &mut dyn FnMut(u
     let mut pieces: Vec<(u64, u64, usize)> = Vec::new();
     let mut hashers: Vec<Option<ChunkHasher>> = Vec::new();
     for (i, f) in manifest.files.iter().enumerate() {
-        hashers.push(Some(ChunkHasher::new()));
+        // Size and chunk hashes establish the file (docs/evidence.md).
+        hashers.push(Some(ChunkHasher::chunks_only()));
         match ext.get(&f.path) {
             Some(xs) => {
                 let mut last = 0;
@@ -731,9 +750,14 @@ pub fn read_back(dev: &Path, manifest: &DiscManifest, progress: &mut dyn FnMut(u
     }
     for (f, h) in manifest.files.iter().zip(hashers) {
         let Some(h) = h else { continue };
-        let (size, sha, chunks) = h.finish();
-        if size != f.size || sha != f.sha256 || chunks != f.chunks {
-            out.mismatches.push(format!("{}: read back {size} bytes, SHA-256 {sha}; the manifest says {} bytes, {}", f.path, f.size, f.sha256));
+        let (size, _, chunks) = h.finish();
+        if size != f.size || chunks != f.chunks {
+            let k = chunks.iter().zip(&f.chunks).position(|(a, b)| a != b);
+            let what = match k {
+                Some(k) => format!("chunk {k} (from byte {}) differs", k as u64 * CHUNK_SIZE),
+                None => format!("{size} bytes read back, the manifest says {}", f.size),
+            };
+            out.mismatches.push(format!("{}: {what}", f.path));
         } else {
             out.ok.push(f.path.clone());
         }
@@ -777,18 +801,20 @@ pub struct BurnReport {
 }
 
 /// Burns `image` to `device` (`/dev/srN`, or a regular file standing in for a
-/// drive), then reads the disc back: its disc manifest (signature checked with
+/// drive: an existing file, or a new path outside `/dev`), then reads the disc back: its disc manifest (signature checked with
 /// `key`) and every file against it.
 ///
 /// # Errors
-/// [`RecorderError::NoDrive`] when `device` does not exist (no drive present) or is
-/// neither a device node nor a regular file; [`RecorderError::Tool`] (burn failed);
+/// [`RecorderError::NoDrive`] when `device` is under `/dev` and does not exist (no
+/// drive present), or is neither a device node nor a regular file; [`RecorderError::Tool`] (burn failed);
 /// [`RecorderError::ReadBack`] when any file differs.
 pub fn burn(image: &Path, device: &Path, key: &PublicKey, progress: &mut dyn FnMut(&Progress)) -> Result<BurnReport, RecorderError> {
     if !image.is_file() {
         return Err(RecorderError::Invalid(format!("image {}: no such file", image.display())));
     }
     match std::fs::metadata(device) {
+        // A new path outside /dev is an image file to write (tests, USB images).
+        Err(_) if !device.starts_with("/dev") => {}
         Err(_) => {
             return Err(RecorderError::NoDrive {
                 device: device.display().to_string(),

@@ -60,9 +60,8 @@ pub(crate) fn read_evidence(dir: &Path, key: &PublicKey) -> Result<SessionEviden
     };
     let mut room_of: BTreeMap<String, String> = BTreeMap::new();
     let mut open: BTreeMap<String, Option<String>> = BTreeMap::new();
-    // Files open while their participant is in a side room.
+    // Track stem → the room it was published in.
     let mut track_room: BTreeMap<String, String> = BTreeMap::new();
-    let mut file_pid: BTreeMap<String, Option<String>> = BTreeMap::new();
     for (i, l) in raw.lines.iter().enumerate() {
         let e = parse_line(l, i).map_err(|m| format!("manifest line {}: {m}", l.line_no))?;
         if i == 0 && !matches!(e.body, Body::Session { .. }) {
@@ -79,7 +78,6 @@ pub(crate) fn read_evidence(dir: &Path, key: &PublicKey) -> Result<SessionEviden
                         ev.caucus.insert(path.clone());
                     }
                 }
-                file_pid.insert(path.clone(), pid.clone());
                 open.insert(path, pid);
             }
             Body::File { path, size, sha256, chunks, .. } => {
@@ -135,7 +133,6 @@ pub(crate) fn read_evidence(dir: &Path, key: &PublicKey) -> Result<SessionEviden
         Ok(None) => return Err("manifest.sig is missing".into()),
         Err(m) => return Err(format!("manifest.sig: {m}")),
     }
-    let _ = file_pid;
     Ok(ev)
 }
 
@@ -168,17 +165,19 @@ pub(crate) fn session_files(s: &SessionSource, ev: &SessionEvidence) -> Result<V
     push(MANIFEST_FILE, FileRole::EvidenceManifest, false, false)?;
     push(SIG_FILE, FileRole::EvidenceSignature, false, false)?;
     for (rel, _) in ev.files.iter() {
-        let role = if rel.ends_with(".wav") {
-            FileRole::Wav
-        } else if rel.starts_with("review/") {
-            FileRole::Review
-        } else if rel.ends_with(".json") {
-            FileRole::Activity
-        } else if rel.starts_with("stills/") {
+        let role = if rel.starts_with("stills/") {
             // Identity stills are personal data, not recordings: never exported.
             continue;
-        } else {
+        } else if rel.ends_with(".wav") {
+            FileRole::Wav
+        } else if rel.starts_with("review/") && rel.ends_with(".mp4") {
+            FileRole::Review
+        } else if rel.ends_with(".activity.json") {
+            FileRole::Activity
+        } else if rel.starts_with("tracks/") {
             FileRole::Original
+        } else {
+            FileRole::Other
         };
         push(rel, role, is_caucus(rel, ev), true)?;
     }

@@ -38,7 +38,8 @@ fn spawn(args: &[std::ffi::OsString]) -> Result<std::process::Child, RecorderErr
 ///
 /// # Errors
 /// [`RecorderError::Tool`] (xorriso missing, or failed: its `FAILURE`/`SORRY`
-/// lines), [`RecorderError::NoSpace`] when it reports `No space left on device`.
+/// lines), [`RecorderError::NoSpace`] when it reports `No space left on device` or
+/// that the image `exceeds free space on media` (its check before writing).
 pub(crate) fn run(args: &[std::ffi::OsString], out_for_errors: &Path, on_percent: &mut dyn FnMut(f64)) -> Result<String, RecorderError> {
     let mut child = spawn(args)?;
     let mut stdout = child.stdout.take().expect("piped");
@@ -59,7 +60,9 @@ pub(crate) fn run(args: &[std::ffi::OsString], out_for_errors: &Path, on_percent
             continue;
         }
         if line.contains("FAILURE") || line.contains("SORRY") || line.contains("FATAL") || line.contains("No space") {
-            messages.push(line.trim().to_owned());
+            if !line.contains("aborting : -abort_on") {
+                messages.push(line.trim().trim_start_matches("xorriso : ").to_owned());
+            }
         }
     }
     let status = child.wait().map_err(|e| tool_err(format!("waiting for xorriso: {e}")))?;
@@ -68,7 +71,7 @@ pub(crate) fn run(args: &[std::ffi::OsString], out_for_errors: &Path, on_percent
         return Ok(stdout);
     }
     let text = if messages.is_empty() { format!("exit status {status}") } else { messages.join("; ") };
-    if text.contains("No space left on device") || text.contains("ENOSPC") {
+    if text.contains("No space left on device") || text.contains("exceeds free space on media") {
         return Err(RecorderError::NoSpace { path: out_for_errors.to_owned(), message: text });
     }
     Err(tool_err(text))
@@ -122,6 +125,10 @@ pub(crate) fn build(
         "off",
         "-pacifier",
         "interval=0.5",
+        // fsync once at the end, not every 16 MiB (xorriso's default for stdio:
+        // files): 2.6× faster on a 1 GiB image here, and as durable when it returns.
+        "-stdio_sync",
+        "end",
     ] {
         a.push(s.into());
     }
@@ -261,9 +268,9 @@ pub(crate) fn set_joliet_label(image: &Path, label: &str) -> Result<(), Recorder
 }
 
 /// Burns `image` to `device` with xorriso's cdrecord emulation
-/// (`xorriso -as cdrecord -v dev=DEVICE blank=as_needed -eject IMAGE`), reporting
+/// (`xorriso -as cdrecord -v dev=DEVICE blank=as_needed IMAGE`), reporting
 /// percent. `device` is an optical drive (`/dev/srN`) or, for tests, a regular
-/// file (xorriso's `stdio:` pseudo-drive; not ejected).
+/// file (xorriso's `stdio:` pseudo-drive). The disc is not ejected: it is read back.
 ///
 /// # Errors
 /// [`RecorderError::NoDrive`] when `device` does not exist;
@@ -274,10 +281,11 @@ pub(crate) fn burn(image: &Path, device: &Path, on_percent: &mut dyn FnMut(f64))
     dev.push(device.as_os_str());
     let mut a = head();
     a.truncate(a.len() - 2); // no -charset before -as
-    a.extend(["-as".into(), "cdrecord".into(), "-v".into(), dev, "blank=as_needed".into()]);
-    if drive {
-        a.push("-eject".into());
+    // No -eject: the disc is read back right after.
+    if !drive {
+        a.extend(["-stdio_sync".into(), "end".into()]);
     }
+    a.extend(["-as".into(), "cdrecord".into(), "-v".into(), dev, "blank=as_needed".into()]);
     a.push(image.as_os_str().to_owned());
     run(&a, device, on_percent).map(|_| ())
 }

@@ -27,6 +27,7 @@ function h(tag, attrs = {}, ...kids) {
     if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
     else if (k === "text") e.textContent = v;
     else if (k === "value") e.value = v;
+    else if (k === "style") e.style.cssText = v; // CSSOM: allowed by the pages' CSP, unlike style attributes
     else e.setAttribute(k, v === true ? "" : v);
   }
   for (const c of kids.flat(Infinity)) if (c !== null && c !== undefined && c !== false) e.append(c.nodeType ? c : String(c));
@@ -103,10 +104,16 @@ const ROLES = {
 };
 const role = (r) => (ROLES[r] ? L(...ROLES[r]) : r);
 
-/** A live countdown to `due` (Unix s); red and "overdue" once passed. */
+/** A live countdown to `due` (Unix s); red and "overdue" once passed. One timer
+ *  (below) updates every countdown in the page. */
 function countdown(due) {
   const e = h("span", { class: "countdown", "data-due": due });
-  const tick = () => {
+  tickCountdown(e);
+  return e;
+}
+function tickCountdown(e) {
+  const due = Number(e.dataset.due);
+  {
     const left = due - Date.now() / 1000;
     const a = Math.abs(left);
     const d = Math.floor(a / 86400), hh = Math.floor((a % 86400) / 3600), mm = Math.floor((a % 3600) / 60);
@@ -114,11 +121,9 @@ function countdown(due) {
     e.textContent = left >= 0 ? L(`剩余 ${span}`, `${span} left`) : L(`已超期 ${span}`, `overdue by ${span}`);
     e.classList.toggle("overdue", left < 0);
     e.dataset.overdue = String(left < 0);
-  };
-  tick();
-  setInterval(tick, 30000);
-  return e;
+  }
 }
+setInterval(() => $$(".countdown[data-due]").forEach(tickCountdown), 30000);
 
 // ------------------------------------------------------------------ forms
 /** A labelled field whose server-side error shows next to it (data-field = API field name). */
@@ -521,6 +526,7 @@ async function pageReview(main) {
   }
   const drawTl = () => {
     const T = total();
+    tl.dataset.totalMs = String(Math.round(T));
     const lane = (key, who, segs, cls) => h("div", { class: "lane", "data-lane": key },
       h("span", { class: "who", title: who }, who),
       h("div", { class: "track", "data-action": "seek", "data-target": key, onclick: seek },
@@ -569,22 +575,53 @@ async function pageReview(main) {
         v.unreadable.length ? card(L("无法读取", "Unreadable"), v.unreadable.map((x) => notice("error", x))) : null)));
 }
 
-// ---- clerk: pick a case's recordings, export them
+// ---- clerk: pick a case's recorded sessions, export them to disc images (docs/disc.md)
 async function pageClerk(main) {
   const page = await api("GET", "/api/disputes?per_page=200");
   const panel = h("div", { id: "case-panel" });
+  const MEDIA = [["cd", "CD (700 MB)"], ["dvd", "DVD (4.7 GB)"], ["dvd-dl", "DVD DL (8.5 GB)"], ["bd25", "BD (25 GB)"], ["bd50", "BD DL (50 GB)"]];
+  const jobView = (j) => h("div", { class: "job", "data-export": j.export_id, "data-state": j.state },
+    h("p", {}, `${fmtTime(j.started_at)} · ${j.media} · `, h("span", { class: j.state === "failed" ? "badge bad" : j.state === "done" ? "badge good" : "badge" },
+      { running: L("进行中", "running"), done: L("已完成", "done"), failed: L("失败", "failed") }[j.state] || j.state), j.error ? ` ${j.error}` : ""),
+    j.images.length ? table([L("光盘镜像", "Image"), L("大小", "Size"), "SHA-256"], j.images.map((im) => h("tr", { "data-image": im.name },
+      h("td", {}, h("a", { href: im.url, "data-action": "download-image", download: im.name }, `${im.name}（${im.disc}/${im.discs}）`)), h("td", {}, `${(im.size / 1048576).toFixed(1)} MB`),
+      h("td", { class: "mono" }, im.sha256)))) : null,
+    j.caucus_left_out.length ? notice("muted", L(`未导出的背靠背录像：${j.caucus_left_out.length} 个`, `Caucus files left out: ${j.caucus_left_out.length}`)) : null);
   const openCase = async (id) => {
-    const det = await api("GET", `/api/disputes/${id}`);
-    const bar = h("div", { class: "progress", id: "export-progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": 0 }, h("div"));
-    const boxes = det.recordings.map((r) => input({ type: "checkbox", checked: true, "data-action": "pick-recording", "data-target": r.id }));
+    const [det, jobs] = await Promise.all([api("GET", `/api/disputes/${id}`), api("GET", `/api/disputes/${id}/disc-exports`).catch(() => [])]);
+    const bar = h("div", { class: "progress", id: "export-progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": 0, "data-state": "idle" }, h("div"));
+    const barText = h("p", { class: "muted", id: "export-status" });
+    const recorded = det.sessions.filter((s) => det.recordings.some((r) => r.session_id === s.id));
+    const boxes = recorded.map((s) => input({ type: "checkbox", checked: true, "data-action": "pick-session", "data-target": s.id }));
+    const media = select(MEDIA, { "data-role": "media", value: "dvd" });
+    const caucus = input({ type: "checkbox", "data-role": "include-caucus" });
+    const history = h("div", { id: "exports" }, jobs.map(jobView));
+    const exportBtn = h("button", { class: "primary", "data-action": "export", disabled: !recorded.length, onclick: (ev) => act(ev.target, async () => {
+      const sessions = recorded.filter((_, i) => boxes[i].checked).map((s) => s.id);
+      if (!sessions.length) throw new ApiError(422, { field: "sessions", message: L("请至少选择一次会议", "Pick at least one session") });
+      let j = await api("POST", `/api/disputes/${id}/disc-exports`, { media: media.value, sessions, include_caucus: caucus.checked });
+      while (true) {
+        bar.dataset.state = j.state;
+        bar.setAttribute("aria-valuenow", j.percent);
+        bar.firstChild.style.width = `${j.state === "done" ? 100 : j.percent}%`;
+        barText.textContent = j.state === "running" ? `${j.percent}% · ${{ check: L("校验", "checking"), build: L("制作镜像", "building"), read_back: L("回读校验", "reading back") }[j.phase] || ""} ${j.discs ? `${j.disc}/${j.discs}` : ""}` : "";
+        if (j.state !== "running") break;
+        await new Promise((r) => setTimeout(r, 400));
+        j = await api("GET", `/api/disc-exports/${j.export_id}`);
+      }
+      history.prepend(jobView(j));
+      if (j.state === "failed") throw new ApiError(500, { message: j.error || "export failed" });
+    }) }, L("导出光盘镜像", "Export disc images"));
     put(panel, card(`${det.dispute.case_number}`,
-      det.recordings.length ? table(["", L("文件", "File"), L("类型", "Type"), L("大小", "Size"), L("完整性校验值", "Integrity value")],
-        det.recordings.map((r, i) => h("tr", { "data-recording": r.id }, h("td", {}, boxes[i]),
+      h("h3", {}, L("录像文件", "Recordings")),
+      det.recordings.length ? table([L("会议", "Session"), L("文件", "File"), L("类型", "Type"), L("大小", "Size"), L("完整性校验值", "Integrity value")],
+        det.recordings.map((r) => h("tr", { "data-recording": r.id }, h("td", {}, `#${r.session_id}`),
           h("td", {}, h("a", { href: `/api/recordings/${r.id}/file`, class: "mono" }, r.file_path)), h("td", {}, r.media_type), h("td", {}, String(r.size_bytes)),
           h("td", { class: "mono" }, r.integrity_sha256)))) : notice("muted", L("本案没有录像。", "No recordings in this case.")),
-      h("h3", {}, L("导出光盘镜像", "Export to a disc image")),
-      notice("muted", L("光盘导出服务尚未接入：目前可逐个下载所选文件（每次下载均记入审计日志）。", "Disc export is not connected yet: download the files one by one (every download is audited)."), { id: "export-note" }),
-      h("div", { class: "row" }, h("button", { class: "primary", "data-action": "export", disabled: true }, L("导出", "Export"))), bar));
+      h("h3", {}, L("导出光盘镜像", "Export to disc images")),
+      recorded.map((s, i) => h("label", { class: "inline" }, boxes[i], L(`会议 #${s.id}（${fmtTime(s.scheduled_at)}）`, `Session #${s.id} (${fmtTime(s.scheduled_at)})`))),
+      h("div", { class: "row" }, h("label", {}, L("光盘类型", "Medium"), media), h("label", { class: "inline" }, caucus, L("包括背靠背录像（保密）", "include caucus recordings (confidential)")), exportBtn),
+      bar, barText, h("h3", {}, L("导出记录", "Exports")), history));
   };
   put(main, h("h1", {}, L("录像导出", "Recording export")), h("div", { class: "cols" },
     card(null, table([L("案号", "Case"), L("状态", "Status"), ""], page.items.map((d) => h("tr", { "data-dispute": d.id }, h("td", {}, d.case_number), h("td", {}, status(d.status)),
