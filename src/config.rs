@@ -169,6 +169,10 @@ impl Config {
             _ => {}
         }
         anyhow::ensure!(self.media.max_participants >= 1, "config key `media.max_participants`: must be at least 1");
+        anyhow::ensure!(
+            self.media.resume_window_ms <= 600_000,
+            "config key `media.resume_window_ms`: at most 600000 (10 minutes)"
+        );
         if let Some(url) = self.database.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
             anyhow::ensure!(
                 fengqiao_cases::Backend::from_url(url).is_ok() && !url.ends_with(':') && !url.ends_with("://"),
@@ -273,7 +277,7 @@ fn key_docs() -> Vec<KeyDoc> {
     let Config { data_dir, server, media, log, database, recorder, cases } = Config::embedded_defaults();
     let RecorderConfig { segment_secs } = recorder;
     let ServerConfig { http_addr, public_url, tls_cert, tls_key, shutdown_grace_secs } = server;
-    let MediaConfig { bind_ip, udp_port, public_ip, max_participants, ice_disconnected_timeout_ms, ice_failed_timeout_ms, tcp_port, test_refuse_sends: _ } =
+    let MediaConfig { bind_ip, udp_port, public_ip, max_participants, ice_disconnected_timeout_ms, ice_failed_timeout_ms, tcp_port, resume_window_ms, test_refuse_sends: _ } =
         media;
     let LogConfig { format, level } = log;
     let DatabaseConfig { url } = database;
@@ -324,6 +328,7 @@ fn key_docs() -> Vec<KeyDoc> {
         k!("media.max_participants", max_participants, "participants", "Room cap (at least 1); a join beyond it gets room_full."),
         k!("media.ice_disconnected_timeout_ms", ice_disconnected_timeout_ms, "milliseconds", "No STUN from a peer for this long: its Transport is disconnected (RFC 7675 consent)."),
         k!("media.ice_failed_timeout_ms", ice_failed_timeout_ms, "milliseconds", "Then this much longer: the Transport fails and the participant leaves (ice_failed)."),
+        k!("media.resume_window_ms", resume_window_ms, "milliseconds", "A participant whose signaling connection drops keeps their place, media and side room this long and may `resume` (others see participant_reconnecting); then they leave (resume_expired). 0: a drop is a leave."),
         k!("log.format", format, "text | json", "Log format on stderr: human-readable lines or one JSON object per line."),
         k!("log.level", level, "tracing filter", "e.g. \"info\" or \"fengqiao_sfu=debug,info\"."),
         k!("database.url", url, "URL", "The case database: sqlite://path/file.db or postgres://user:pass@host/db. Unset or empty: SQLite <data_dir>/fengqiao.db (WAL).", "url = \"postgres://fengqiao:secret@127.0.0.1/fengqiao\""),

@@ -51,7 +51,7 @@ pub struct EvidenceParticipant {
 }
 
 /// One line of the recording log (consent, start, pause, resume, stop, moved,
-/// interrupted, end), in manifest order.
+/// interrupted, end, and `track_end` of a track that lost packets), in manifest order.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct LogEntry {
     /// Entry `seq` (manifest line − 1).
@@ -367,7 +367,12 @@ pub fn summarise_manifest(data: &[u8]) -> ManifestSummary {
                     f.status = "lost".into();
                 }
             }
-            Body::Track { .. } => {}
+            // Loss on the record: shown only when a track lost or dropped packets.
+            Body::TrackEnd { track, packets, lost, queue_dropped } if lost + queue_dropped > 0 => {
+                log(Some(format!("{track}: {packets} packets, {lost} lost, {queue_dropped} dropped")))
+            }
+            // Timeline placement of tracks (and any later entry type): not part of the log.
+            _ => {}
         }
     }
     s

@@ -264,6 +264,7 @@ async fn start(
     jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(export_id.clone(), job.clone());
     let actor = ctx.actor();
     tokio::spawn(async move {
+        let started = std::time::Instant::now();
         let jobs2 = jobs.clone();
         let eid = export_id.clone();
         let case_number = d.case_number.clone();
@@ -295,6 +296,7 @@ async fn start(
         })
         .await
         .unwrap_or_else(|join| Err(RecorderError::Invalid(format!("export task failed: {join}"))));
+        crate::ops::job_finished("export", result.is_ok(), started.elapsed());
         if let Err(e) = audit_export(&store, &actor, &d, media, &result).await {
             tracing::error!("disc export audit: {e}");
         }

@@ -34,24 +34,75 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
-/// The SFU's live counters, read at scrape time.
-#[derive(Debug)]
-struct SfuCollector(Arc<SfuStats>);
+/// Labels of `fengqiao_export_jobs_total` / `fengqiao_export_job_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    /// `export` (disc export through `/api/disputes/{id}/disc-exports`).
+    pub kind: String,
+    /// `done` or `failed`.
+    pub outcome: String,
+}
+
+/// Server-side job metrics (disc exports run by `src/export_api.rs`). Process-wide:
+/// the job code reaches them through [`job_finished`].
+struct JobMetrics {
+    jobs: Family<JobLabels, Counter>,
+    seconds: Family<JobLabels, Histogram>,
+}
+
+fn job_metrics() -> &'static JobMetrics {
+    static JOBS: std::sync::OnceLock<JobMetrics> = std::sync::OnceLock::new();
+    JOBS.get_or_init(|| JobMetrics {
+        jobs: Family::default(),
+        seconds: Family::new_with_constructor(|| {
+            Histogram::new([1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0])
+        }),
+    })
+}
+
+/// Counts one finished server job: `kind` is `export`, `ok` its outcome
+/// (`done`/`failed`), `took` its wall time (observed in seconds).
+pub fn job_finished(kind: &str, ok: bool, took: std::time::Duration) {
+    let labels = JobLabels { kind: kind.into(), outcome: if ok { "done" } else { "failed" }.into() };
+    let m = job_metrics();
+    m.jobs.get_or_create(&labels).inc();
+    m.seconds.get_or_create(&labels).observe(took.as_secs_f64());
+}
+
+/// The SFU's live counters and the database pool, read at scrape time.
+struct SfuCollector {
+    sfu: Sfu,
+    cases: fengqiao_cases::Store,
+}
+
+impl std::fmt::Debug for SfuCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SfuCollector")
+    }
+}
 
 impl Collector for SfuCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let s = &self.0;
-        let gauges: [(&str, &str, u64); 4] = [
+        let s = &**self.sfu.stats();
+        let pool = self.cases.pool();
+        let pool_size = u64::from(pool.size());
+        let pool_idle = pool.num_idle() as u64;
+        let gauges: [(&str, &str, u64); 9] = [
             ("fengqiao_rooms", "Rooms open", SfuStats::get(&s.rooms)),
             ("fengqiao_participants", "Participants (Transports) connected or connecting", SfuStats::get(&s.participants)),
             ("fengqiao_producers", "Producers (incoming tracks)", SfuStats::get(&s.producers)),
             ("fengqiao_consumers", "Consumers (outgoing tracks)", SfuStats::get(&s.consumers)),
+            ("fengqiao_recordings_active", "Sessions being recorded (started, not stopped; paused ones count)", SfuStats::get(&s.recordings_active)),
+            ("fengqiao_recorder_queue_depth", "Messages waiting in the recorder queue (0 without a recorder)", self.sfu.recorder_queue_depth().unwrap_or(0) as u64),
+            ("fengqiao_db_pool_connections", "Database pool connections open (idle and in use)", pool_size),
+            ("fengqiao_db_pool_idle_connections", "Database pool connections open and idle", pool_idle),
+            ("fengqiao_db_pool_in_use_connections", "Database pool connections in use", pool_size.saturating_sub(pool_idle)),
         ];
         for (name, help, v) in gauges {
             let g = ConstGauge::new(v as i64);
             g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 9] = [
+        let counters: [(&str, &str, u64); 12] = [
             ("fengqiao_media_datagrams_in", "Datagrams received on the media port", SfuStats::get(&s.datagrams_in)),
             ("fengqiao_media_bytes_in", "Bytes received on the media port", SfuStats::get(&s.bytes_in)),
             ("fengqiao_media_datagrams_out", "Datagrams sent from the media port", SfuStats::get(&s.datagrams_out)),
@@ -61,6 +112,9 @@ impl Collector for SfuCollector {
             ("fengqiao_keyframe_requests_in", "PLI/FIR received from subscribers", SfuStats::get(&s.keyframe_requests_in)),
             ("fengqiao_keyframe_requests_out", "PLI/FIR sent to publishers", SfuStats::get(&s.keyframe_requests_out)),
             ("fengqiao_transport_failures", "Transports closed by ICE/DTLS failure", SfuStats::get(&s.transport_failures)),
+            ("fengqiao_nacks_in", "RTCP NACK packets received from subscribers (retransmissions are made inside the rtc stack and not counted)", SfuStats::get(&s.nacks_in)),
+            ("fengqiao_recorder_packets", "RTP packets handed to the recorder", SfuStats::get(&s.recorder_packets)),
+            ("fengqiao_recorder_dropped", "Recorded packets dropped because the recorder queue was full", SfuStats::get(&s.recorder_dropped)),
         ];
         for (name, help, v) in counters {
             let c = ConstCounter::new(v);
@@ -84,6 +138,14 @@ impl Collector for SfuCollector {
             let c = ConstCounter::new(v);
             c.encode(fam.encode_family(&[("reason", reason)])?)?;
         }
+        let (sum, count, buckets) = s.join_seconds.snapshot();
+        let mut h = enc.encode_descriptor(
+            "fengqiao_join_seconds",
+            "Join time: SFU join accepted (WebSocket join) to the Transport's first ICE+DTLS connected state, seconds",
+            None,
+            prometheus_client::metrics::MetricType::Histogram,
+        )?;
+        h.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)?;
         Ok(())
     }
 }
@@ -113,7 +175,14 @@ impl Ops {
             "HTTP request handling time, seconds",
             http_seconds.clone(),
         );
-        registry.register_collector(Box::new(SfuCollector(sfu.stats().clone())));
+        let jobs = job_metrics();
+        registry.register("fengqiao_export_jobs", "Server disc-export jobs finished, by outcome", jobs.jobs.clone());
+        registry.register(
+            "fengqiao_export_job_duration_seconds",
+            "Server disc-export job wall time, by outcome, seconds",
+            jobs.seconds.clone(),
+        );
+        registry.register_collector(Box::new(SfuCollector { sfu: sfu.clone(), cases: cases.clone() }));
         Self { registry: Arc::new(registry), http_requests, http_seconds, sfu, data_dir, cases }
     }
 

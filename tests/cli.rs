@@ -690,3 +690,166 @@ async fn sigterm_closes_recordings_as_interrupted_and_exits_0() {
     assert_eq!((last["type"].as_str(), last["reason"].as_str()), (Some("interrupted"), Some("server shutdown")));
     assert!(e.iter().any(|x| x["type"] == "file" && x["path"] == "audio/a1.wav" && x["status"] == "closed"));
 }
+
+/// Personal data never reaches the log (`docs/deploy.md`, "Logs"): `serve` with
+/// JSON logs at debug level for every fengqiao crate runs a case through to a
+/// scheduled session (parties with names, phone numbers and ID numbers), the
+/// outbox worker logs the invitations, the mediator and a party join the room
+/// with their invite tokens, and the log never shows a name, phone number, ID
+/// number or token, while it does show the joins and notifications by opaque id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_no_names_phones_id_numbers_or_tokens() {
+    const APPLICANT: &str = "欧阳晓梅";
+    const RESPONDENT: &str = "司马建国";
+    const PHONE: &str = "13912345678";
+    const ID_NUMBER: &str = "11010119900307123X";
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = fengqiao(dir.path(), &["serve"]);
+    c.env("FENGQIAO_SERVER__HTTP_ADDR", "127.0.0.1:0")
+        .env("FENGQIAO_MEDIA__UDP_PORT", "0")
+        .env("FENGQIAO_CASES__OUTBOX_INTERVAL_SECS", "1")
+        .env(
+            "FENGQIAO_LOG__LEVEL",
+            "info,fengqiao=debug,fengqiao_sfu=debug,fengqiao_signaling=debug,fengqiao_cases=debug,fengqiao_recorder=debug",
+        );
+    let mut s = tokio::task::block_in_place(|| Server::spawn(c));
+    let f = tokio::task::block_in_place(|| s.wait_for("the listening log line", |_, e| log_fields(e, "fengqiao listening")));
+    let http_addr = f["http"].as_str().unwrap().to_owned();
+    let base = format!("http://{http_addr}");
+    let out = tokio::task::block_in_place(|| {
+        s.wait_for("the end of the start-up banner", |o, _| o.iter().any(|l| l.starts_with("Case API:")).then(|| o.join("\n")))
+    });
+    let logins = demo_logins(&out);
+    let http = reqwest::Client::new();
+    let mut cookies = std::collections::HashMap::new();
+    for role in ["triage", "org_admin", "mediator"] {
+        let (_, user, pw) = logins.iter().find(|(r, _, _)| r == role).unwrap_or_else(|| panic!("no {role} in\n{out}"));
+        let r = http.post(format!("{base}/api/auth/login")).json(&json!({"username": user, "password": pw})).send().await.unwrap();
+        assert_eq!(r.status(), 200, "login {user}");
+        let cookie = r.headers()[reqwest::header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+        cookies.insert(role, cookie);
+    }
+    let call = |role: &'static str, method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut rq = http.request(method, format!("{base}{path}")).header(reqwest::header::COOKIE, cookies[role].clone());
+        if let Some(b) = body {
+            rq = rq.json(&b);
+        }
+        async move {
+            let r = rq.send().await.unwrap();
+            let st = r.status().as_u16();
+            (st, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    use reqwest::Method;
+    let (st, d) = call(
+        "triage",
+        Method::POST,
+        "/api/disputes".into(),
+        Some(json!({"category": "neighbour", "description": "楼上漏水", "parties": [
+            {"kind": "applicant", "name": APPLICANT, "phone": PHONE, "id_number": ID_NUMBER},
+            {"kind": "respondent", "name": RESPONDENT, "phone": "13787654321"}]})),
+    )
+    .await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["dispute"]["id"].as_i64().unwrap();
+    let (_, orgs) = call("org_admin", Method::GET, "/api/orgs".into(), None).await;
+    let me: Value = http
+        .get(format!("{base}/api/auth/me"))
+        .header(reqwest::header::COOKIE, cookies["org_admin"].clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let org = me["user"]["org_id"].as_i64().or_else(|| orgs[0]["id"].as_i64()).unwrap();
+    let (st, v) = call("triage", Method::POST, format!("/api/disputes/{id}/triage"), Some(json!({"org_id": org}))).await;
+    assert_eq!(st, 200, "{v}");
+    let (_, meds) = call("org_admin", Method::GET, format!("/api/mediators?org_id={org}"), None).await;
+    let med = meds.as_array().unwrap().iter().find(|m| m["user_id"].is_i64()).unwrap()["id"].as_i64().unwrap();
+    let (st, v) = call("org_admin", Method::POST, format!("/api/disputes/{id}/accept"), Some(json!({"mediator_id": med}))).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, sess) = call(
+        "mediator",
+        Method::POST,
+        format!("/api/disputes/{id}/sessions"),
+        Some(json!({"scheduled_at": "2026-12-01T09:00:00+08:00", "duration_minutes": 60})),
+    )
+    .await;
+    assert!(st == 200 || st == 201, "{st} {sess}");
+    let invites = sess["invites"].as_array().unwrap().clone();
+    let invite = |role: &str| {
+        let i = invites.iter().find(|i| i["role"] == role).unwrap_or_else(|| panic!("no {role} invite: {sess}"));
+        let token = i["url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+        (i["pid"].as_str().unwrap().to_owned(), token)
+    };
+    let (m_pid, m_token) = invite("mediator");
+    let (a_pid, a_token) = invite("applicant");
+    let (_, r_token) = invite("respondent");
+    // The invite page itself (the token is in the path).
+    assert_eq!(http.get(format!("{base}/join/{a_token}")).send().await.unwrap().status(), 200);
+
+    let ws = format!("ws://{http_addr}/ws");
+    let m = common::Client::join_ws(&ws, &m_pid, m_token.clone(), None).await;
+    let a = common::Client::join_ws(&ws, &a_pid, a_token.clone(), None).await;
+    common::wait_for("both connected", Duration::from_secs(20), || {
+        m.connected.load(std::sync::atomic::Ordering::SeqCst) && a.connected.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    // A join with a damaged token is refused (and its error logged, if at all, without it).
+    let bad = format!("{}x", &r_token[..r_token.len() - 1]);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let (mut w, _) = tokio_tungstenite::connect_async(&ws).await.unwrap();
+        use futures_util::SinkExt as _;
+        let _ = w.send(tokio_tungstenite::tungstenite::Message::Text(json!({"type": "join", "v": 1, "token": bad}).to_string().into())).await;
+        use futures_util::StreamExt as _;
+        let _ = w.next().await;
+    })
+    .await;
+    // The outbox worker logs the invitations (to the parties' phones).
+    tokio::task::block_in_place(|| {
+        s.wait_for("invite notifications in the log", |_, e| {
+            e.iter()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .any(|v| v["fields"]["message"] == "notification" && v["fields"]["kind"] == "invite")
+                .then_some(())
+        })
+    });
+    m.leave().await;
+    a.leave().await;
+    let st = tokio::task::block_in_place(|| s.terminate());
+    assert!(st.success(), "{st:?}");
+
+    let log = s.stderr.lock().unwrap().clone();
+    for l in &log {
+        assert!(serde_json::from_str::<Value>(l).is_ok(), "not a JSON log line: {l}");
+    }
+    let text = log.join("\n");
+    // The log is not empty of what matters: joins by opaque participant id, notifications.
+    let joined = log.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v["fields"]["message"] == "joined").count();
+    assert!(joined >= 2, "no join log lines:\n{text}");
+    assert!(text.contains(&a_pid), "participants are logged by their opaque id:\n{text}");
+    assert!(text.contains("139****5678"), "phone recipients are logged masked:\n{text}");
+    let mut secrets: Vec<(&str, String)> = vec![
+        ("applicant name", APPLICANT.into()),
+        ("respondent name", RESPONDENT.into()),
+        ("phone", PHONE.into()),
+        ("respondent phone", "13787654321".into()),
+        ("ID number", ID_NUMBER.into()),
+        ("mediator display name", "王调解员".into()),
+        ("mediator token", m_token.clone()),
+        ("applicant token", a_token.clone()),
+        ("respondent token", r_token.clone()),
+        ("damaged token", bad.clone()),
+    ];
+    // A token's signature part alone is just as secret.
+    for t in [&m_token, &a_token, &r_token] {
+        if let Some(sig) = t.rsplit('.').next().filter(|s| s.len() >= 16) {
+            secrets.push(("token signature", sig.to_owned()));
+        }
+    }
+    for (what, s) in secrets {
+        let hits: Vec<&String> = log.iter().filter(|l| l.contains(&s)).collect();
+        assert!(hits.is_empty(), "the log shows the {what} {s:?}:\n{}", hits.iter().map(|l| l.as_str()).collect::<Vec<_>>().join("\n"));
+    }
+}

@@ -307,6 +307,12 @@ async fn round_trip_names_caucus_and_offline_verifier() {
     let state = verify_in_browser(&c, &url, &x).await;
     assert_eq!(state["state"], "ok", "offline verifier: {state}");
     assert_eq!(state["ok"], json!(m.files.len()), "{state}");
+    // A screenshot for people (target/disc-shots/, FQ_SHOTS=DIR to change).
+    if let Ok(png) = c.screenshot().await {
+        let dir = std::env::var_os("FQ_SHOTS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../disc-shots"));
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join("offline-verifier.png"), png);
+    }
     let victim = "调解会话一/audio/张三.wav";
     let vp = x.join(victim);
     let mut bytes = std::fs::read(&vp).unwrap();
@@ -384,7 +390,7 @@ impl Driver {
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-background-networking", "--no-first-run", "--allow-file-access-from-files",
+                    "--disable-background-networking", "--no-first-run", "--window-size=1280,2400",
                     format!("--user-data-dir={}", profile.display())]
             }
         });
@@ -512,8 +518,7 @@ async fn clerk_api_cli_bad_input_and_burn() {
     use fengqiao_cases::model::StaffRole;
     use reqwest::Method;
     let data = tempfile::tempdir().unwrap();
-    let mut cfg = fengqiao::config::Config::default();
-    cfg.data_dir = data.path().to_path_buf();
+    let mut cfg = fengqiao::config::Config { data_dir: data.path().to_path_buf(), ..Default::default() };
     cfg.server.http_addr = "127.0.0.1:0".parse().unwrap();
     cfg.media.udp_port = 0;
     let server = fengqiao::server::start(cfg).await.expect("server");

@@ -172,6 +172,12 @@ async fn records_with_consent_dtx_offsets_and_verifies() {
     let t_stop = time_of(&stop);
     let tracks = of("track");
     assert_eq!(tracks.len(), 6, "audio + video of three participants: {tracks:?}");
+    let ends = of("track_end");
+    assert_eq!(ends.len(), 6, "one track_end per track: {ends:?}");
+    for e in &ends {
+        assert!(e["packets"].as_u64().unwrap() > 100, "{e}");
+        assert_eq!((e["lost"].as_u64(), e["queue_dropped"].as_u64()), (Some(0), Some(0)), "no loss on loopback: {e}");
+    }
     let syncs: Vec<String> = tracks.iter().map(|t| format!("{}:{}", t["track"].as_str().unwrap(), t["sync"].as_str().unwrap())).collect();
     eprintln!("track placement: {syncs:?}");
 
@@ -238,11 +244,67 @@ async fn records_with_consent_dtx_offsets_and_verifies() {
     let first = segs_a[0][0].as_f64().unwrap();
     assert!((first - resume_ms).abs() <= 150.0, "speaking starts at {first} ms, resume at {resume_ms:.0}");
 
+    // ---- one flipped byte in a recorded segment is named by verify
+    let victim = dir.join(&video_a[0]);
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&victim, &bytes).unwrap();
+    let bad = verify(&dir, key.public_key());
+    assert!(!bad.is_ok(), "a flipped byte must fail verification");
+    let name = victim.strip_prefix(&dir).unwrap().to_string_lossy().to_string();
+    assert!(bad.to_string().contains(&name), "the report names {name}: {bad}");
+
     // ---- a stopped record stays closed
     m.send(json!({"type": "record", "action": "start"})).await;
     wait_for("start after stop refused", Duration::from_secs(5), || {
         m.saw(|v| v["type"] == "error" && v["re"] == "record" && v["code"] == "wrong_state")
     })
     .await;
+    s.shutdown().await;
+}
+
+/// Process CPU time (user + system), seconds, from /proc/self/stat (fields 14, 15; 100 Hz ticks).
+fn cpu_secs() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = &s[s.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+}
+
+/// Recorder CPU per recorded track (a figure, not a check): the same three real-media
+/// participants for 10 s unrecorded, then 10 s recorded; the difference in this
+/// process's CPU time over the 6 tracks. Run: `cargo test --release --test recording
+/// -- --ignored --nocapture recorder_cpu`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn recorder_cpu_per_track() {
+    let (s, _data) = start_server_with(|c| c.recorder.segment_secs = 300).await;
+    let room = "rec-cpu";
+    let m = Client::join_real(&s, "m1", token_as(&s, room, "m1", Role::Mediator), RealMedia::tone(700.0)).await;
+    let a = Client::join_real(&s, "a1", token(&s, room, "a1", "张三"), RealMedia::tone(440.0)).await;
+    let r = Client::join_real(&s, "r1", token(&s, room, "r1", "李四"), RealMedia::tone(1000.0)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let window = Duration::from_secs(10);
+    let c0 = cpu_secs();
+    tokio::time::sleep(window).await;
+    let plain = cpu_secs() - c0;
+    m.send(json!({"type": "record", "action": "start"})).await;
+    recording_state(&a, "paused").await;
+    a.send(json!({"type": "consent", "answer": "accept"})).await;
+    r.send(json!({"type": "consent", "answer": "accept"})).await;
+    recording_state(&m, "recording").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let c1 = cpu_secs();
+    tokio::time::sleep(window).await;
+    let recorded = cpu_secs() - c1;
+    let per_track = (recorded - plain) / 6.0 / window.as_secs_f64() * 100.0;
+    eprintln!(
+        "recorder CPU: unrecorded {plain:.2} s, recorded {recorded:.2} s of CPU per {} s; {per_track:.2} % of one core per recorded track \
+         (3 × 320x240 VP8 ~300 kbps + Opus 32 kbps)",
+        window.as_secs()
+    );
+    m.send(json!({"type": "record", "action": "stop"})).await;
+    recording_state(&m, "stopped").await;
     s.shutdown().await;
 }

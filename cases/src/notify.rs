@@ -32,10 +32,26 @@ impl NotificationSender for LogSender {
         item: &'a OutboxItem,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
-            let recipient = mask_recipient(&item.recipient);
+            let recipient = log_recipient(&item.recipient);
             tracing::info!(target: "fengqiao_cases::outbox", id = item.id, kind = %item.kind, recipient = %recipient, subject = %item.subject, "notification");
             Ok(())
         })
+    }
+}
+
+/// A recipient as the log may show it: phone numbers masked like
+/// [`mask_recipient`], internal addresses (`dispute:12`, `party:3`, `mediator:4`)
+/// kept, anything else (a user name, an e-mail address) masked after its first
+/// character, so no personal data reaches the log.
+pub fn log_recipient(r: &str) -> String {
+    let internal = r.split_once(':').is_some_and(|(k, v)| {
+        !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !v.is_empty() && v.chars().all(|c| c.is_ascii_digit())
+    });
+    let masked = mask_recipient(r);
+    if internal || masked != r {
+        masked
+    } else {
+        crate::model::mask(r, 1, 0)
     }
 }
 
@@ -233,6 +249,10 @@ mod tests {
     fn redaction() {
         assert_eq!(mask_recipient("13800000001"), "138****0001");
         assert_eq!(mask_recipient("orgadmin_a"), "orgadmin_a");
+        assert_eq!(log_recipient("13800000001"), "138****0001");
+        assert_eq!(log_recipient("dispute:12"), "dispute:12");
+        assert_eq!(log_recipient("orgadmin_a"), "o*********");
+        assert_eq!(log_recipient("王调解员"), "王***");
         assert_eq!(
             redact_invites("join at https://x/join/abc.def now; https://x/join/q"),
             "join at https://x/join/… now; https://x/join/…"

@@ -171,6 +171,12 @@ struct TrackRec {
     seq_off: u16,
     last_pushed_ts: Option<u32>,
     last_toc: u8,
+    /// Loss accounting (RFC 3550 A.3) per stretch of recording between pauses:
+    /// first and highest extended sequence number, packets received in the stretch.
+    run: Option<(i64, i64, u64)>,
+    last_seq: u16,
+    lost: u64,
+    packets: u64,
     last_keyframe_ask: Option<Instant>,
     room: String,
 }
@@ -198,6 +204,16 @@ fn rtp_bytes(out: &mut Vec<u8>, pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bo
     out.extend_from_slice(&ts.to_be_bytes());
     out.extend_from_slice(&ssrc.to_be_bytes());
     out.extend_from_slice(payload);
+}
+
+impl TrackRec {
+    /// Ends a stretch of recording (pause, end): its missing packets count as lost.
+    fn close_run(&mut self) {
+        if let Some((first, high, n)) = self.run.take() {
+            let expected = (high - first + 1).max(0) as u64;
+            self.lost += expected.saturating_sub(n);
+        }
+    }
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
@@ -246,6 +262,9 @@ impl Manager {
             }
             RecordMsg::Pause { session, actor, reason, time } => {
                 if let Some(s) = self.sessions.get_mut(&session) {
+                    for tr in s.tracks.values_mut() {
+                        tr.close_run();
+                    }
                     let a = actor.as_ref().map_or(SYSTEM_ACTOR, |a| a.as_str());
                     s.append(time, Some(a), Body::Pause { reason });
                 }
@@ -403,6 +422,22 @@ impl SessionRec {
             self.open_track(&p, cfg);
         }
         let Some(tr) = self.tracks.get_mut(&p.producer) else { return };
+        // Loss accounting: extended sequence numbers within this stretch.
+        tr.packets += 1;
+        tr.run = Some(match tr.run {
+            None => {
+                tr.last_seq = p.seq;
+                (i64::from(p.seq), i64::from(p.seq), 1)
+            }
+            Some((first, high, n)) => {
+                let d = i64::from(p.seq.wrapping_sub(tr.last_seq) as i16);
+                let ext = high + d;
+                if d > 0 {
+                    tr.last_seq = p.seq;
+                }
+                (first, high.max(ext), n + 1)
+            }
+        });
         // Unwrapped RTP time.
         match tr.first {
             None => {
@@ -515,6 +550,10 @@ impl SessionRec {
                 seq_off: 0,
                 last_pushed_ts: None,
                 last_toc: 0xf8,
+                run: None,
+                last_seq: 0,
+                lost: 0,
+                packets: 0,
                 last_keyframe_ask: None,
                 room: p.room.to_string(),
             },
@@ -664,6 +703,13 @@ impl SessionRec {
             self.place(producer);
         }
         let Some(mut tr) = self.tracks.remove(&producer) else { return };
+        tr.close_run();
+        let queue_dropped = tr.writer.as_ref().map_or(0, TrackWriter::dropped);
+        let end = Body::TrackEnd { track: tr.stem.clone(), packets: tr.packets, lost: tr.lost, queue_dropped };
+        if tr.lost > 0 || queue_dropped > 0 {
+            warn!(session = %self.id, stem = %tr.stem, lost = tr.lost, queue_dropped, "recorded track has gaps");
+        }
+        self.append(SystemTime::now(), None, end);
         if let Some(d) = tr.decoder.take() {
             let pid = tr.pid.clone();
             for (pts, pcm) in d.finish() {

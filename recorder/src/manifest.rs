@@ -272,6 +272,21 @@ pub enum Body {
         /// (the packet's arrival time only).
         sync: String,
     },
+    /// A recorded track ended (its publisher left, or the recording stopped): how many
+    /// packets were recorded and how many are missing, so loss is on the record.
+    TrackEnd {
+        /// The segment stem, as in the track's `track` entry.
+        track: String,
+        /// RTP packets the recorder received for the track.
+        packets: u64,
+        /// Packets missing from the RTP sequence while recording ran (RFC 3550 A.3:
+        /// expected − received, counted per stretch between pauses): lost on the
+        /// network and not repaired, or dropped by the SFU because the recorder fell
+        /// behind.
+        lost: u64,
+        /// Packets the originals writer dropped because its own queue was full.
+        queue_dropped: u64,
+    },
     /// A participant changed rooms (joint room `main` ↔ a side room, 背靠背):
     /// media after this entry belongs to `room`.
     Moved {
@@ -316,6 +331,7 @@ impl Body {
             Body::File { .. } => "file",
             Body::Track { .. } => "track",
             Body::Moved { .. } => "moved",
+            Body::TrackEnd { .. } => "track_end",
             Body::FileLost { .. } => "file_lost",
             Body::Interrupted { .. } => "interrupted",
             Body::End {} => "end",

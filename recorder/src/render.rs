@@ -73,7 +73,33 @@ pub struct RenderOptions {
     pub speed_preset: String,
 }
 
+/// x264 speed presets accepted in [`RenderOptions::speed_preset`].
+pub const SPEED_PRESETS: [&str; 10] =
+    ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"];
+
 impl RenderOptions {
+    /// Checks the settings: size 160×120 … 3840×2160, 1–60 fps, bit rates
+    /// 100–50000 kbit/s (video) and 16000–320000 bit/s (audio), a known preset.
+    ///
+    /// # Errors
+    /// [`RecorderError::Invalid`] naming the setting.
+    pub fn check(&self) -> Result<(), RecorderError> {
+        let bad = |what: String| Err(RecorderError::Invalid(what));
+        if !(160..=3840).contains(&self.width) || !(120..=2160).contains(&self.height) {
+            return bad(format!("output size {}×{}: must be 160×120 … 3840×2160", self.width, self.height));
+        }
+        if !(1..=60).contains(&self.fps) {
+            return bad(format!("fps {}: must be 1–60", self.fps));
+        }
+        if !(100..=50_000).contains(&self.video_kbps) || !(16_000..=320_000).contains(&self.audio_bps) {
+            return bad(format!("bit rates {} kbit/s, {} bit/s: out of range", self.video_kbps, self.audio_bps));
+        }
+        if !SPEED_PRESETS.contains(&self.speed_preset.as_str()) {
+            return bad(format!("speed preset {:?}: one of {}", self.speed_preset, SPEED_PRESETS.join(", ")));
+        }
+        Ok(())
+    }
+
     /// 1280×720 at 25 fps, 2000 kbit/s H.264 (`veryfast`), 96 kbit/s AAC.
     pub fn new(public_key: PublicKey) -> Self {
         Self {
@@ -626,13 +652,10 @@ fn grid(n: usize, w: u32, h: u32, band: u32) -> Vec<(u32, u32, u32, u32)> {
     (0..n as u32).map(|i| ((i % cols) * tw, band + (i / cols) * th, tw, th)).collect()
 }
 
-/// Renders one room to `out` (a `.part` path). `on_pos` gets the timeline
-/// position in ns of each frame that reaches the encoder.
+/// Renders one room to `out` (a `.part` path). `pos` is set to the timeline
+/// position in ns of each frame as it reaches the overlay (for progress).
 fn render_room(plan: &Plan, room: &str, opts: &RenderOptions, out: &Path, pos: &Arc<AtomicU64>) -> Result<(), RecorderError> {
-    let (w, h, fps) = (opts.width & !1, opts.height & !1, opts.fps.max(1));
-    if w < 160 || h < 120 {
-        return Err(RecorderError::Invalid(format!("output size {w}×{h} is below 160×120")));
-    }
+    let (w, h, fps) = (opts.width & !1, opts.height & !1, opts.fps);
     let dur_ns = plan.duration_ms * 1_000_000;
     let frames = (plan.duration_ms * u64::from(fps)).div_ceil(1000);
     let people: Vec<&Person> =
@@ -826,7 +849,8 @@ fn run_to_eos(p: &gst::Pipeline, shared: &Shared) -> Result<(), RecorderError> {
 ///
 /// # Errors
 /// [`RecorderError::BadManifest`] (missing, not verifying, nothing recorded);
-/// [`RecorderError::Invalid`] for an output size below 160×120;
+/// [`RecorderError::Invalid`] for settings [`RenderOptions::check`] refuses
+/// (nothing is touched then);
 /// [`RecorderError::Media`] when a GStreamer element is missing (plugins
 /// ugly: x264enc; bad: voaacenc; base: compositor, audiomixer;
 /// `gstreamer1.0-x`: textoverlay) or a segment does not decode;
@@ -834,6 +858,7 @@ fn run_to_eos(p: &gst::Pipeline, shared: &Shared) -> Result<(), RecorderError> {
 /// `render.json` says `failed` with the message and no `.mp4` is left (a
 /// folder without `manifest.jsonl` is left untouched).
 pub fn render(session_dir: &Path, opts: &RenderOptions, mut progress: impl FnMut(u8)) -> Result<Vec<RenderedFile>, RecorderError> {
+    opts.check()?;
     let plan = match gst::init().map_err(|e| pipeline_err("GStreamer init", e)).and_then(|()| plan(session_dir, &opts.public_key)) {
         Ok(p) => p,
         Err(e) => {
@@ -976,6 +1001,21 @@ mod tests {
         p.start_segment(1);
         assert_eq!(p.place(0, S), 6 * S);
         assert_eq!(p.place(S / 2, S), 6 * S + S / 2);
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let key = crate::EvidenceKey::generate_ephemeral().unwrap();
+        let ok = RenderOptions::new(*key.public_key());
+        assert!(ok.check().is_ok());
+        for bad in [
+            RenderOptions { width: 100, ..ok.clone() },
+            RenderOptions { fps: 0, ..ok.clone() },
+            RenderOptions { video_kbps: 10, ..ok.clone() },
+            RenderOptions { speed_preset: "fast ! filesink location=/tmp/x".into(), ..ok.clone() },
+        ] {
+            assert!(matches!(bad.check(), Err(RecorderError::Invalid(_))), "{bad:?}");
+        }
     }
 
     #[test]

@@ -23,7 +23,8 @@ use crate::sdp;
 use crate::stats::SfuStats;
 use crate::{
     Command, ConsumerId, Control, EventSink, JoinReply, JoinRequest, MediaConfig, ParticipantEvent,
-    ParticipantId, ParticipantInfo, ProducerId, RemoteCandidate, RoomId, SessionEvent, SfuError, TransportId,
+    ParticipantId, ParticipantInfo, ProducerId, RemoteCandidate, ResumeRequest, RoomId, SessionEvent, SfuError,
+    TransportId,
 };
 use bytes::BytesMut;
 use rtc::media_stream::MediaStreamTrack;
@@ -37,6 +38,7 @@ use rtc::peer_connection::transport::{
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtcp::payload_feedbacks::full_intra_request::{FirEntry, FullIntraRequest};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
@@ -92,6 +94,9 @@ struct Consumer {
     last_out_seq: Option<u16>,
     /// Packets older than this (in sequence order) are not forwarded after a resume.
     resume_seq: Option<u16>,
+    /// The Producer's source changed (its participant resumed with a new peer
+    /// connection): the next packet rebases the sequence numbers.
+    rebase: bool,
 }
 
 struct Producer {
@@ -136,6 +141,8 @@ struct Transport {
     /// Outgoing track id → (Producer, Consumer).
     consumers: HashMap<String, (ProducerId, ConsumerId)>,
     connected: bool,
+    /// When the join was accepted (for `SfuStats::join_seconds`); `None` once observed.
+    joined_at: Option<Instant>,
     /// The client's first offer has been answered.
     negotiated_once: bool,
     signaling: RTCSignalingState,
@@ -143,6 +150,14 @@ struct Transport {
     needs_offer: bool,
     deadline: Option<Instant>,
     dirty: bool,
+    /// Secret that lets this participant `resume` after their signaling drops.
+    resume_token: String,
+    /// The signaling connection dropped: the participant leaves at this instant
+    /// unless they resume first.
+    reconnecting: Option<Instant>,
+    /// Producers of the replaced peer connection (resume with restart), waiting to
+    /// take the new connection's first track of the same kind.
+    orphans: Vec<ProducerId>,
 }
 
 struct Member {
@@ -209,6 +224,8 @@ pub(crate) struct Engine {
     local_addr: SocketAddr,
     advertised: SocketAddr,
     max_participants: usize,
+    /// `media.resume_window_ms`; zero = a signaling drop is a leave.
+    resume_window: Duration,
     /// ICE consent timeouts: (disconnected, failed).
     ice_timeouts: (Duration, Duration),
     stats: Arc<SfuStats>,
@@ -295,6 +312,7 @@ impl Engine {
             local_addr,
             advertised,
             max_participants: config.max_participants,
+            resume_window: Duration::from_millis(config.resume_window_ms),
             ice_timeouts: (
                 Duration::from_millis(config.ice_disconnected_timeout_ms),
                 Duration::from_millis(config.ice_failed_timeout_ms),
@@ -436,6 +454,11 @@ impl Engine {
             }
             Command::RecordingClosed(session, integrity) => self.recording_closed(&session, integrity),
             Command::Leave(t) => self.remove_transport(t, None),
+            Command::Resume(req, reply) => {
+                let r = self.resume(req);
+                let _ = reply.send(r);
+            }
+            Command::Suspend(t, events) => self.suspend(t, events),
             Command::Shutdown => {}
         }
     }
@@ -466,6 +489,7 @@ impl Engine {
         let ufrag = format!("fq{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
         let pwd = format!("{:032x}", rand::random::<u128>());
         let pc = sdp::peer_connection_with_timeouts(&ufrag, &pwd, self.ice_timeouts.0, self.ice_timeouts.1)?;
+        let resume_token = self.new_resume_token();
         let session = self.sessions.entry(req.room.clone()).or_default();
         let standing = session.people.entry(req.participant.clone()).or_default();
         if req.admitted {
@@ -543,18 +567,22 @@ impl Engine {
                 producers: HashMap::new(),
                 consumers: HashMap::new(),
                 connected: false,
+                joined_at: Some(Instant::now()),
                 negotiated_once: false,
                 signaling: RTCSignalingState::Stable,
                 needs_offer: false,
                 deadline: None,
                 dirty: false,
+                resume_token: resume_token.clone(),
+                reconnecting: None,
+                orphans: Vec::new(),
             },
         );
         self.update_gauges();
         if admitted {
             self.rec_present(&req_room, &me.id);
         }
-        Ok(JoinReply { transport: id, participants: others, me, waiting: !admitted, waiting_list })
+        Ok(JoinReply { transport: id, participants: others, me, waiting: !admitted, waiting_list, resume_token })
     }
 
     fn client_offer(&mut self, tid: TransportId, sdp_text: String) -> Result<String, SfuError> {
@@ -945,6 +973,162 @@ impl Engine {
         self.sessions.entry(room.clone()).or_default().people.entry(pid.clone()).or_default()
     }
 
+    // ------------------------------------------------------------------ resume
+
+    /// 128 random bits as hex; empty when resuming is off (`resume_window_ms = 0`).
+    fn new_resume_token(&self) -> String {
+        if self.resume_window.is_zero() {
+            return String::new();
+        }
+        format!("{:032x}", rand::random::<u128>())
+    }
+
+    /// The Transport's signaling connection dropped and stays suspended (media goes on
+    /// as long as its path works) until a resume or the end of the window.
+    fn suspend(&mut self, tid: TransportId, events: mpsc::Sender<ParticipantEvent>) {
+        let window = self.resume_window;
+        let Some(t) = self.transports.get_mut(&tid) else { return };
+        if !t.events.same_channel(&events) {
+            return; // that connection was superseded by a resume
+        }
+        if window.is_zero() {
+            self.remove_transport(tid, None);
+            return;
+        }
+        if t.reconnecting.is_some() {
+            return;
+        }
+        t.reconnecting = Some(Instant::now() + window);
+        let (room, pid) = (t.room.clone(), t.participant.clone());
+        info!(room = %room, participant = %pid, transport = %tid, window_ms = window.as_millis() as u64,
+            "signaling dropped; participant kept for resume");
+        self.log(&room, &pid, "reconnecting", |_| {});
+        if self.is_admitted(&room, &pid) {
+            self.broadcast(&room, Some(&pid), ParticipantEvent::Reconnecting { id: pid.clone() });
+        }
+    }
+
+    fn resume(&mut self, req: ResumeRequest) -> Result<JoinReply, SfuError> {
+        if self.resume_window.is_zero() || req.resume_token.is_empty() {
+            return Err(SfuError::ResumeExpired);
+        }
+        if let Some(s) = self.sessions.get(&req.room) {
+            if !req.token_id.is_empty() && s.removed_tokens.contains(&req.token_id) {
+                return Err(SfuError::Removed);
+            }
+        }
+        let tid = self
+            .rooms
+            .get(&req.room)
+            .and_then(|r| r.members.iter().find(|m| m.info.id == req.participant))
+            .map(|m| m.transport)
+            .ok_or(SfuError::ResumeExpired)?;
+        let new_token = self.new_resume_token();
+        let t = self.transports.get_mut(&tid).ok_or(SfuError::ResumeExpired)?;
+        if !ct_eq(t.resume_token.as_bytes(), req.resume_token.as_bytes()) {
+            return Err(SfuError::ResumeExpired);
+        }
+        let was_reconnecting = t.reconnecting.take().is_some();
+        t.resume_token = new_token.clone();
+        let old = std::mem::replace(&mut t.events, req.events);
+        // A connection that is somehow still open learns it was superseded.
+        let _ = old.try_send(ParticipantEvent::Closed { reason: "resumed" });
+        if req.restart {
+            self.restart_transport(tid)?;
+        } else if let Some(t) = self.transports.get_mut(&tid) {
+            // A server offer the old connection never answered: offer it again.
+            if t.signaling == RTCSignalingState::HaveLocalOffer {
+                if let Some(sdp) = t.pc.local_description().map(|d| d.sdp) {
+                    let _ = t.events.try_send(ParticipantEvent::Offer { sdp });
+                }
+            }
+        }
+        let (room_id, pid) = (req.room, req.participant);
+        let admitted = self.is_admitted(&room_id, &pid);
+        let room = self.rooms.get(&room_id).ok_or(SfuError::ResumeExpired)?;
+        let mut others = Vec::new();
+        let mut waiting_list = Vec::new();
+        let mut me = None;
+        for m in &room.members {
+            if m.info.id == pid {
+                me = Some(m.info.clone());
+            } else if self.is_admitted(&room_id, &m.info.id) {
+                others.push(m.info.clone());
+            } else {
+                waiting_list.push(m.info.clone());
+            }
+        }
+        let me = me.ok_or(SfuError::ResumeExpired)?;
+        if !admitted {
+            others.clear();
+            waiting_list.clear();
+            waiting_list.push(me.clone());
+        }
+        if !(admitted && me.role == MEDIATOR) {
+            waiting_list.clear();
+        }
+        info!(room = %room_id, participant = %pid, transport = %tid, restart = req.restart, "participant resumed");
+        self.log(&room_id, &pid, "resume", |_| {});
+        if admitted && was_reconnecting {
+            self.broadcast(&room_id, Some(&pid), ParticipantEvent::Resumed { id: pid.clone() });
+        }
+        if admitted {
+            if let Some(st) = self.rec_status(&room_id) {
+                self.send_to(tid, ParticipantEvent::Recording(st));
+            }
+        }
+        self.mark_dirty(tid);
+        Ok(JoinReply { transport: tid, participants: others, me, waiting: !admitted, waiting_list, resume_token: new_token })
+    }
+
+    /// Gives the Transport a new peer connection (the client moved to a new network
+    /// path and built a new one): the old connection closes, the participant's
+    /// Consumers go (its new offer brings them back), its Producers wait for the new
+    /// connection's tracks ([`Transport::orphans`]), so the others' Consumers stay.
+    fn restart_transport(&mut self, tid: TransportId) -> Result<(), SfuError> {
+        let ufrag = format!("fq{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+        let pwd = format!("{:032x}", rand::random::<u128>());
+        let pc = sdp::peer_connection_with_timeouts(&ufrag, &pwd, self.ice_timeouts.0, self.ice_timeouts.1)?;
+        let t = self.transports.get_mut(&tid).ok_or(SfuError::NotJoined)?;
+        let mut old_pc = std::mem::replace(&mut t.pc, pc);
+        let old_ufrag = std::mem::replace(&mut t.ufrag, ufrag.clone());
+        let old_addrs = std::mem::take(&mut t.addrs);
+        let consumers: Vec<(ProducerId, ConsumerId)> = t.consumers.drain().map(|(_, v)| v).collect();
+        let producers: Vec<ProducerId> = t.producers.drain().map(|(_, p)| p).collect();
+        t.orphans.extend(producers);
+        t.connected = false;
+        t.negotiated_once = false;
+        t.signaling = RTCSignalingState::Stable;
+        t.needs_offer = false;
+        t.deadline = None;
+        let _ = old_pc.close();
+        while let Some(msg) = old_pc.poll_write() {
+            if msg.transport.transport_protocol == TransportProtocol::UDP {
+                let _ = self.socket.try_send_to(&msg.message, msg.transport.peer_addr);
+            }
+        }
+        self.by_ufrag.remove(&old_ufrag);
+        self.by_ufrag.insert(ufrag, tid);
+        for a in old_addrs {
+            if self.by_addr.get(&a) == Some(&tid) {
+                self.by_addr.remove(&a);
+            }
+        }
+        self.by_tcp_addr.retain(|_, v| *v != tid);
+        for (pid, cid) in consumers {
+            if let Some(p) = self.producers.get_mut(&pid) {
+                p.consumers.retain(|c| c.id != cid);
+            }
+        }
+        self.update_gauges();
+        Ok(())
+    }
+
+    /// Whether the Transport's signaling connection is gone and it waits for a resume.
+    fn suspended(&self, tid: TransportId) -> bool {
+        self.transports.get(&tid).is_some_and(|t| t.reconnecting.is_some())
+    }
+
     // ------------------------------------------------------------- negotiation
 
     /// Sends a server offer when Consumers changed and no offer is outstanding.
@@ -1051,6 +1235,7 @@ impl Engine {
             seq_delta: 0,
             last_out_seq: None,
             resume_seq: None,
+            rebase: false,
         });
         debug!(producer = %pid, consumer = %cid, subscriber = %tid, "consumer created");
         self.update_gauges();
@@ -1065,6 +1250,27 @@ impl Engine {
         }
         let Some(rx) = t.pc.rtp_receiver(receiver) else { return };
         let kind = rx.track().kind();
+        // After a resume with a new peer connection, its tracks continue the old Producers.
+        if let Some(i) = t.orphans.iter().position(|o| self.producers.get(o).is_some_and(|p| p.kind == kind)) {
+            let pid = t.orphans.remove(i);
+            t.producers.insert(track_id.clone(), pid);
+            if let Some(p) = self.producers.get_mut(&pid) {
+                p.receiver = receiver;
+                p.track_id = track_id;
+                p.media_ssrc = ssrc;
+                p.codec = None; // learnt again from the first packet
+                p.level = 127.0;
+                p.last_keyframe_request = None;
+                p.keyframe_request_deferred = false;
+                p.rec_needs_keyframe = kind == RtpCodecKind::Video;
+                for c in p.consumers.iter_mut() {
+                    c.rebase = true;
+                    c.needs_keyframe = kind == RtpCodecKind::Video;
+                }
+                info!(producer = %pid, ?kind, ssrc, "producer continues on the resumed connection");
+            }
+            return;
+        }
         let muted = self
             .sessions
             .get(&t.room)
@@ -1120,7 +1326,9 @@ impl Engine {
         let room_id = prod.room.clone();
         let owner = prod.owner;
         if let Some(room) = self.rooms.get_mut(&room_id) {
-            room.producers.push(pid);
+            if !room.producers.contains(&pid) {
+                room.producers.push(pid); // (already there when resumed on a new connection)
+            }
             let subs: Vec<TransportId> =
                 room.members.iter().map(|m| m.transport).filter(|t| *t != owner).collect();
             for s in subs {
@@ -1177,8 +1385,8 @@ impl Engine {
                 p.consumers.retain(|c| c.id != *cid);
             }
         }
-        // Its Producers end for everyone.
-        let producers: Vec<ProducerId> = t.producers.values().copied().collect();
+        // Its Producers end for everyone (with those a resume left without a track).
+        let producers: Vec<ProducerId> = t.producers.values().copied().chain(t.orphans.iter().copied()).collect();
         for p in producers {
             self.close_producer(p);
         }
@@ -1405,6 +1613,10 @@ impl Engine {
                         None => pending.push((track, pkt)),
                     },
                     RTCMessage::RtcpPacket(track, pkts) => {
+                        let nacks = pkts.iter().filter(|p| p.as_any().is::<TransportLayerNack>()).count();
+                        if nacks > 0 {
+                            SfuStats::add(&self.stats.nacks_in, nacks as u64);
+                        }
                         if crate::tap::asks_for_keyframe(&pkts) {
                             kf.push(track);
                         } else if let Some((ssrc, ntp, rtp_ts)) = crate::tap::sender_report(&pkts) {
@@ -1477,10 +1689,19 @@ impl Engine {
                     RTCPeerConnectionState::Connected => {
                         if let Some(t) = self.transports.get_mut(&tid) {
                             t.connected = true;
+                            if let Some(at) = t.joined_at.take() {
+                                self.stats.join_seconds.observe(at.elapsed());
+                            }
                         }
                         info!(transport = %tid, "transport connected (ICE + DTLS)");
                         self.arm_test_refuse(tid);
                     }
+                    // While suspended the resume window decides (the client may come
+                    // back on a new connection).
+                    RTCPeerConnectionState::Failed if self.suspended(tid) => {
+                        SfuStats::add(&self.stats.transport_failures, 1);
+                    }
+                    RTCPeerConnectionState::Closed if self.suspended(tid) => {}
                     RTCPeerConnectionState::Failed => {
                         SfuStats::add(&self.stats.transport_failures, 1);
                         self.remove_transport(tid, Some("ice_failed"));
@@ -1494,7 +1715,7 @@ impl Engine {
             }
             RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => {
                 debug!(transport = %tid, %state, "ice state");
-                if state == RTCIceConnectionState::Failed {
+                if state == RTCIceConnectionState::Failed && !self.suspended(tid) {
                     SfuStats::add(&self.stats.transport_failures, 1);
                     self.remove_transport(tid, Some("ice_failed"));
                 }
@@ -1539,6 +1760,15 @@ impl Engine {
                 continue;
             }
             let seq = pkt.header.sequence_number;
+            if c.rebase && !(prod.video.is_some() && c.needs_keyframe) {
+                // A new source (resumed publisher): continue the outgoing numbering.
+                c.rebase = false;
+                c.seq_delta = match c.last_out_seq {
+                    Some(last) => seq.wrapping_sub(last.wrapping_add(1)),
+                    None => 0,
+                };
+                c.resume_seq = Some(seq);
+            }
             if prod.video.is_some() && c.needs_keyframe {
                 if !key {
                     SfuStats::add(&self.stats.dropped_waiting_keyframe, 1);
@@ -1546,6 +1776,7 @@ impl Engine {
                     continue;
                 }
                 c.needs_keyframe = false;
+                c.rebase = false;
                 c.seq_delta = match c.last_out_seq {
                     Some(last) => seq.wrapping_sub(last.wrapping_add(1)),
                     None => 0,
@@ -1714,6 +1945,18 @@ impl Engine {
     // ------------------------------------------------------------ housekeeping
 
     fn housekeeping(&mut self, now: Instant) {
+        // Participants whose resume window passed leave now.
+        if !self.resume_window.is_zero() {
+            let expired: Vec<TransportId> = self
+                .transports
+                .iter()
+                .filter(|(_, t)| t.reconnecting.is_some_and(|d| now >= d))
+                .map(|(id, _)| *id)
+                .collect();
+            for tid in expired {
+                self.remove_transport(tid, Some("resume_expired"));
+            }
+        }
         // STUN transactions time out after 39.5 s at most (RFC 8489 §6.2.1).
         if !self.by_txid.is_empty() {
             self.by_txid.retain(|_, (_, sent)| now.duration_since(*sent) < STUN_TRANSACTION_TTL);
@@ -2207,4 +2450,9 @@ fn tcp_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, SfuError> {
     .new_candidate_host()
     .map_err(rtc_err)?;
     RTCIceCandidate::from(&cand).to_json().map_err(rtc_err)
+}
+
+/// Compares two secrets in time independent of where they differ.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

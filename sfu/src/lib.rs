@@ -29,7 +29,7 @@ mod tcp;
 
 pub use demux::{classify, DatagramKind};
 pub use ids::{ConsumerId, ParticipantId, ProducerId, RoomId, TransportId};
-pub use stats::SfuStats;
+pub use stats::{JoinHistogram, SfuStats, JOIN_BUCKETS};
 
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -59,6 +59,11 @@ pub struct MediaConfig {
     /// UDP one, for networks that block UDP; 0 picks a free one. Unset (default): no
     /// ICE-TCP. Bound on `bind_ip`, advertised on `public_ip` when set.
     pub tcp_port: Option<u16>,
+    /// Resume window, ms: when a participant's signaling connection drops, their
+    /// Transport, Producers, room and side room are kept this long for a `resume`
+    /// with the resume token of their `joined` (others see `participant_reconnecting`);
+    /// after it they leave (`resume_expired`). 0 = a drop is a leave. Default 30000.
+    pub resume_window_ms: u64,
     /// **Test hook**, not a config key (serde skips it; only Rust code that builds
     /// the config can set it): treat every datagram to one participant as refused by
     /// the socket for a while, as a full send buffer would. See [`RefuseSends`] and
@@ -93,6 +98,7 @@ impl Default for MediaConfig {
             ice_disconnected_timeout_ms: 5_000,
             ice_failed_timeout_ms: 25_000,
             tcp_port: None,
+            resume_window_ms: 30_000,
             test_refuse_sends: None,
         }
     }
@@ -151,6 +157,10 @@ pub enum SfuError {
     /// A session control with a value that cannot be used (e.g. a side room name).
     #[error("bad field: {0}")]
     BadField(&'static str),
+    /// A `resume` whose resume token names no participant that can still resume
+    /// (unknown token, another room or participant, or the resume window passed).
+    #[error("nothing to resume: the resume window has passed or the resume token is unknown")]
+    ResumeExpired,
 }
 
 impl SfuError {
@@ -168,6 +178,7 @@ impl SfuError {
             SfuError::NotFound(_) => "not_found",
             SfuError::Removed => "removed",
             SfuError::BadField(_) => "bad_field",
+            SfuError::ResumeExpired => "resume_expired",
         }
     }
 }
@@ -222,7 +233,8 @@ pub enum ParticipantEvent {
     /// The Transport was closed by the server; the connection should end.
     Closed {
         /// Why: `replaced`, `ice_failed`, `transport_closed`, `slow_signaling`, `server_shutdown`,
-        /// `rejected`, `removed`, `ended`.
+        /// `rejected`, `removed`, `ended`, `resume_expired`, `resumed` (this connection was
+        /// superseded by a `resume` on another one).
         reason: &'static str,
     },
     /// Mediators only: the whole waiting list, after any change.
@@ -256,6 +268,17 @@ pub enum ParticipantEvent {
     },
     /// The session's recording state changed (or a participant's consent answer).
     Recording(record::RecordingStatus),
+    /// A participant's signaling connection dropped; they may resume within the
+    /// resume window (their media and place are kept meanwhile).
+    Reconnecting {
+        /// Who.
+        id: ParticipantId,
+    },
+    /// A reconnecting participant is back (same id, room, side room, Producers).
+    Resumed {
+        /// Who.
+        id: ParticipantId,
+    },
 }
 
 /// One line of a session's event log (`data/sessions/<session>/events.jsonl`),
@@ -273,7 +296,8 @@ pub struct SessionEvent {
     pub room: String,
     /// Who did it (the participant id).
     pub actor: String,
-    /// `join`, `leave`, `admit`, `reject`, `mute`, `remove`, `move`, `end_session`.
+    /// `join`, `leave`, `admit`, `reject`, `mute`, `remove`, `move`, `end_session`,
+    /// `reconnecting`, `resume`.
     pub action: &'static str,
     /// Whom it was done to.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -379,6 +403,29 @@ pub struct JoinReply {
     pub waiting: bool,
     /// For a mediator: who is waiting to be admitted.
     pub waiting_list: Vec<ParticipantInfo>,
+    /// Secret for a later [`Sfu::resume`] (128 random bits, hex; bound to this
+    /// participant and room; a new one is issued on each resume). Empty when the
+    /// resume window is 0.
+    pub resume_token: String,
+}
+
+/// A request to resume a participant whose signaling connection dropped.
+#[derive(Debug)]
+pub struct ResumeRequest {
+    /// The room (from the verified invite token).
+    pub room: RoomId,
+    /// The participant (from the verified invite token).
+    pub participant: ParticipantId,
+    /// The invite token's id (`tid`): a removed token cannot resume.
+    pub token_id: String,
+    /// The resume token from the participant's last `joined`.
+    pub resume_token: String,
+    /// The client has a new peer connection (new network path, new ICE and DTLS): the
+    /// server replaces the Transport's and waits for the client's new offer; its
+    /// Producers are kept and take the new connection's tracks of the same kind.
+    pub restart: bool,
+    /// Where this participant's events go from now on.
+    pub events: mpsc::Sender<ParticipantEvent>,
 }
 
 /// A trickled ICE candidate from the client (RFC 8839 §5.1 attribute text).
@@ -404,6 +451,8 @@ pub(crate) enum Command {
     RecorderKeyframe(ProducerId),
     RecordingClosed(String, Option<String>),
     Leave(TransportId),
+    Resume(ResumeRequest, oneshot::Sender<Result<JoinReply, SfuError>>),
+    Suspend(TransportId, mpsc::Sender<ParticipantEvent>),
     Shutdown,
 }
 
@@ -415,6 +464,9 @@ pub struct Sfu {
     local_addr: SocketAddr,
     advertised: SocketAddr,
     stats: Arc<SfuStats>,
+    /// The recorder queue's depth counter (not the sender: the handle must not
+    /// keep the queue open after the media task ends).
+    recorder_depth: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl Sfu {
@@ -450,12 +502,13 @@ impl Sfu {
         recorder: Option<record::RecordSink>,
     ) -> Result<(Sfu, tokio::task::JoinHandle<()>), SfuError> {
         let stats = Arc::new(SfuStats::default());
+        let recorder_depth = recorder.as_ref().map(|r| r.depth_counter());
         let (tx, rx) = mpsc::channel(1024);
         let engine = engine::Engine::bind(&config, stats.clone(), rx, events, recorder)?;
         let local_addr = engine.local_addr();
         let advertised = engine.advertised_addr();
         let handle = tokio::spawn(engine.run());
-        Ok((Sfu { tx, local_addr, advertised, stats }, handle))
+        Ok((Sfu { tx, local_addr, advertised, stats, recorder_depth }, handle))
     }
 
     /// Whether the media task is still running (it stops on shutdown or a fatal error).
@@ -476,6 +529,12 @@ impl Sfu {
     /// Live counters (packets, drops, keyframe requests).
     pub fn stats(&self) -> &Arc<SfuStats> {
         &self.stats
+    }
+
+    /// Messages waiting in the recorder queue now ([`record::RecordSink::depth`]);
+    /// `None` when this SFU runs without a recorder.
+    pub fn recorder_queue_depth(&self) -> Option<usize> {
+        self.recorder_depth.as_ref().map(|d| d.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     async fn call<T>(
@@ -570,6 +629,28 @@ impl Sfu {
     /// Leaves the room: the Transport closes and its Producers end for everyone.
     pub async fn leave(&self, t: TransportId) {
         let _ = self.tx.send(Command::Leave(t)).await;
+    }
+
+    /// The signaling connection whose event channel is `events` dropped: the
+    /// participant is kept for `media.resume_window_ms` (others get
+    /// [`ParticipantEvent::Reconnecting`]), then leaves (`resume_expired`). With a
+    /// window of 0 this is [`Sfu::leave`]. Ignored when `events` is no longer the
+    /// Transport's channel (the participant already resumed elsewhere).
+    pub async fn suspend(&self, t: TransportId, events: mpsc::Sender<ParticipantEvent>) {
+        let _ = self.tx.send(Command::Suspend(t, events)).await;
+    }
+
+    /// Resumes a participant with the resume token of their last join or resume:
+    /// same Transport id, room, side room, mute state and Producers; the reply is
+    /// shaped like a join's, with a new resume token. The previous signaling
+    /// connection, if still open, gets `Closed { reason: "resumed" }`.
+    ///
+    /// # Errors
+    /// [`SfuError::ResumeExpired`] when the token does not match the participant's
+    /// Transport in that room (or the window passed); [`SfuError::Removed`];
+    /// [`SfuError::Rtc`] when a new peer connection cannot be built.
+    pub async fn resume(&self, req: ResumeRequest) -> Result<JoinReply, SfuError> {
+        self.call(|r| Command::Resume(req, r)).await
     }
 
     /// Closes every Transport (each gets `Closed { reason: "server_shutdown" }`) and

@@ -247,6 +247,11 @@ impl RecordSink {
     pub fn depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)
     }
+
+    /// The shared depth counter, for readers that must not hold the sender.
+    pub(crate) fn depth_counter(&self) -> Arc<AtomicUsize> {
+        self.depth.clone()
+    }
 }
 
 impl RecordSource {

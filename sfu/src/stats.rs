@@ -49,6 +49,50 @@ pub struct SfuStats {
     pub recorder_packets: AtomicU64,
     /// Sessions being recorded now (started and not stopped; paused ones count).
     pub recordings_active: AtomicU64,
+    /// RTCP Generic NACK packets (RFC 4585 transport-layer feedback) received
+    /// from subscribers, as the `rtc` stack surfaces them. The stack's NACK
+    /// responder answers them itself and does not report retransmissions.
+    pub nacks_in: AtomicU64,
+    /// Join time: from the SFU accepting a join (the Transport is created when
+    /// signaling's `join` is accepted) to the Transport's first ICE + DTLS
+    /// `connected` state, seconds. Transports that never connect are not observed.
+    pub join_seconds: JoinHistogram,
+}
+
+/// Upper bounds (seconds) of [`JoinHistogram`]'s buckets; the last bucket is `+Inf`.
+pub const JOIN_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0];
+
+/// A fixed-bucket histogram of lock-free counters (one writer: the media task).
+#[derive(Debug, Default)]
+pub struct JoinHistogram {
+    /// Per-bucket counts (not cumulative): `buckets[i]` counts observations
+    /// `<= JOIN_BUCKETS[i]` and above the previous bound; the last one is `+Inf`.
+    buckets: [AtomicU64; JOIN_BUCKETS.len() + 1],
+    count: AtomicU64,
+    /// Sum of observations, microseconds.
+    sum_micros: AtomicU64,
+}
+
+impl JoinHistogram {
+    /// Records one join time.
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let i = JOIN_BUCKETS.iter().position(|b| secs <= *b).unwrap_or(JOIN_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(d.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    /// `(sum in seconds, count, [(upper bound in seconds, count in that bucket)])`,
+    /// buckets not cumulative, the last bound `f64::INFINITY` (`+Inf`), as
+    /// prometheus-client's `encode_histogram` takes them.
+    pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let mut buckets: Vec<(f64, u64)> =
+            JOIN_BUCKETS.iter().zip(&self.buckets).map(|(b, c)| (*b, c.load(Ordering::Relaxed))).collect();
+        buckets.push((f64::INFINITY, self.buckets[JOIN_BUCKETS.len()].load(Ordering::Relaxed)));
+        let count = self.count.load(Ordering::Relaxed);
+        (self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6, count, buckets)
+    }
 }
 
 impl SfuStats {

@@ -58,6 +58,9 @@ pub enum ErrorCode {
     NotFound,
     /// The invite was removed from this session by the mediator.
     Removed,
+    /// `resume` with a resume token that names nobody who can still resume (the
+    /// window passed, the participant left, or the token is wrong).
+    ResumeExpired,
     /// A server-side failure.
     Internal,
 }
@@ -76,6 +79,7 @@ impl ErrorCode {
             "not_found" => Self::NotFound,
             "removed" => Self::Removed,
             "bad_field" => Self::BadField,
+            "resume_expired" => Self::ResumeExpired,
             _ => Self::Internal,
         }
     }
@@ -90,6 +94,18 @@ pub enum ClientMessage {
         v: u32,
         /// The invite token from the join URL.
         token: String,
+    },
+    /// First message instead of `join` after the signaling connection dropped:
+    /// the invite token and the resume token of the last `joined`.
+    Resume {
+        /// Protocol version; must be [`PROTOCOL_VERSION`].
+        v: u32,
+        /// The invite token from the join URL.
+        token: String,
+        /// `resume_token` of the last `joined`.
+        resume_token: String,
+        /// The client has a new peer connection and offers again (network changed).
+        restart: bool,
     },
     /// The client's SDP offer (its first, or a later renegotiation).
     Offer {
@@ -233,18 +249,26 @@ pub fn parse_client(text: &str) -> Result<ClientMessage, ParseError> {
         }
     };
     let t = ty.as_str();
+    let version = || match obj.get("v") {
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| bad_field(t, "field `v` must be a small positive integer".into())),
+        Some(_) => Err(bad_field(t, "field `v` must be a number".into())),
+        None => Err(bad_field(t, "missing field `v`".into())),
+    };
     Ok(match t {
-        "join" => {
-            let v = match obj.get("v") {
-                Some(Value::Number(n)) => n
-                    .as_u64()
-                    .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(|| bad_field(t, "field `v` must be a small positive integer".into()))?,
-                Some(_) => return Err(bad_field(t, "field `v` must be a number".into())),
-                None => return Err(bad_field(t, "missing field `v`".into())),
-            };
-            ClientMessage::Join { v, token: field_str(&obj, "token", t)? }
-        }
+        "join" => ClientMessage::Join { v: version()?, token: field_str(&obj, "token", t)? },
+        "resume" => ClientMessage::Resume {
+            v: version()?,
+            token: field_str(&obj, "token", t)?,
+            resume_token: field_str(&obj, "resume_token", t)?,
+            restart: match obj.get("restart") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(bad_field(t, "field `restart` must be a boolean".into())),
+            },
+        },
         "offer" => ClientMessage::Offer { sdp: field_str(&obj, "sdp", t)? },
         "answer" => ClientMessage::Answer { sdp: field_str(&obj, "sdp", t)? },
         "candidate" => {
@@ -342,6 +366,14 @@ pub enum ServerMessage {
         /// mediator admits them (`admitted` follows).
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         waiting: bool,
+        /// Secret for `resume` after a dropped connection (32 hex digits, bound to
+        /// this participant and room; renewed on each resume). Absent when the
+        /// server's resume window is 0.
+        #[serde(skip_serializing_if = "String::is_empty")]
+        resume_token: String,
+        /// True: this answers a `resume` (same participant, room, side room, media).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        resumed: bool,
     },
     /// Mediators: the whole waiting list (on join and after every change).
     Waiting {
@@ -391,6 +423,17 @@ pub enum ServerMessage {
     },
     /// Someone left; their tracks have ended.
     ParticipantLeft {
+        /// Who.
+        id: String,
+    },
+    /// Someone's signaling connection dropped; they may resume within the window
+    /// (then `participant_resumed`), else `participant_left` follows.
+    ParticipantReconnecting {
+        /// Who.
+        id: String,
+    },
+    /// A reconnecting participant is back, with the same id, room and tracks.
+    ParticipantResumed {
         /// Who.
         id: String,
     },
@@ -480,6 +523,14 @@ mod tests {
         assert_eq!(parse_client(r#"{"type":"admit"}"#).unwrap_err().code, ErrorCode::BadField);
         assert_eq!(parse_client(r#"{"type":"move","id":"a1"}"#).unwrap_err().code, ErrorCode::BadField);
         assert_eq!(parse_client(r#"{"type":"end_session"}"#).unwrap(), ClientMessage::EndSession);
+        assert_eq!(
+            parse_client(r#"{"type":"resume","v":1,"token":"t","resume_token":"r"}"#).unwrap(),
+            ClientMessage::Resume { v: 1, token: "t".into(), resume_token: "r".into(), restart: false }
+        );
+        let e = parse_client(r#"{"type":"resume","v":1,"token":"t"}"#).unwrap_err();
+        assert!(e.code == ErrorCode::BadField && e.message.contains("resume_token"), "{e:?}");
+        let e = parse_client(r#"{"type":"resume","v":1,"token":"t","resume_token":"r","restart":1}"#).unwrap_err();
+        assert!(e.message.contains("restart"), "{e:?}");
         assert!(matches!(
             parse_client(r#"{"type":"candidate","candidate":"","sdpMid":null,"sdpMLineIndex":0}"#).unwrap(),
             ClientMessage::Candidate { sdp_mline_index: Some(0), .. }

@@ -21,8 +21,8 @@ use axum::Router;
 use crate::invite::Role;
 use fengqiao_sfu::record::RecordAction;
 use fengqiao_sfu::{
-    Control, JoinRequest, ParticipantEvent, ParticipantId, RemoteCandidate, RoomId, Sfu, SfuError, TransportId,
-    EVENT_QUEUE,
+    Control, JoinRequest, ParticipantEvent, ParticipantId, RemoteCandidate, ResumeRequest, RoomId, Sfu, SfuError,
+    TransportId, EVENT_QUEUE,
 };
 use futures_util::{SinkExt, StreamExt};
 use std::time::Instant;
@@ -168,8 +168,12 @@ impl Connection {
             }
         }
         if let Some(j) = self.joined.take() {
-            info!(room = %j.room, participant = %j.participant, "signaling closed; leaving");
-            self.state.sfu.leave(j.transport).await;
+            // Kept for `media.resume_window_ms` (a resume may follow), then gone.
+            info!(room = %j.room, participant = %j.participant, "signaling closed; suspending");
+            match ev_tx {
+                Some(events) => self.state.sfu.suspend(j.transport, events).await,
+                None => self.state.sfu.leave(j.transport).await,
+            }
         }
     }
 
@@ -242,12 +246,80 @@ impl Connection {
                             case_id: claims.case_id,
                             session_id: claims.session_id,
                             waiting: reply.waiting,
+                            resume_token: reply.resume_token,
+                            resumed: false,
                         });
                         if is_mediator {
                             out.push(ServerMessage::Waiting { participants: reply.waiting_list });
                         }
                     }
                     Err(e) => out.push(sfu_error(e, "join")),
+                }
+            }
+            ClientMessage::Resume { v, token, resume_token, restart } => {
+                if self.joined.is_some() {
+                    out.push(error(ErrorCode::AlreadyJoined, "this connection has joined already", Some("resume")));
+                    return Flow::Continue;
+                }
+                if v != PROTOCOL_VERSION {
+                    out.push(error(
+                        ErrorCode::BadVersion,
+                        format!("protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}"),
+                        Some("resume"),
+                    ));
+                    return Flow::Continue;
+                }
+                let claims = match self.state.key.verify(&token, unix_now()) {
+                    Ok(c) => c,
+                    Err(SignalingError::ExpiredToken) => {
+                        out.push(error(ErrorCode::TokenExpired, "the invite has expired", Some("resume")));
+                        return Flow::Continue;
+                    }
+                    Err(e) => {
+                        out.push(error(ErrorCode::BadToken, e.to_string(), Some("resume")));
+                        return Flow::Continue;
+                    }
+                };
+                let Some(events) = ev_tx.clone() else {
+                    out.push(error(ErrorCode::Internal, "connection cannot join again", Some("resume")));
+                    return Flow::Continue;
+                };
+                let room = RoomId::from(claims.room.as_str());
+                let participant = ParticipantId::from(claims.pid.as_str());
+                let req = ResumeRequest {
+                    room: room.clone(),
+                    participant: participant.clone(),
+                    token_id: claims.tid.clone(),
+                    resume_token,
+                    restart,
+                    events,
+                };
+                match sfu.resume(req).await {
+                    Ok(reply) => {
+                        info!(room = %room, participant = %participant, restart, "resumed");
+                        let is_mediator = claims.role == Role::Mediator;
+                        self.joined = Some(Joined {
+                            transport: reply.transport,
+                            room: room.clone(),
+                            participant,
+                            role: claims.role,
+                        });
+                        out.push(ServerMessage::Joined {
+                            v: PROTOCOL_VERSION,
+                            room: room.to_string(),
+                            me: reply.me,
+                            participants: reply.participants,
+                            case_id: claims.case_id,
+                            session_id: claims.session_id,
+                            waiting: reply.waiting,
+                            resume_token: reply.resume_token,
+                            resumed: true,
+                        });
+                        if is_mediator && !reply.waiting {
+                            out.push(ServerMessage::Waiting { participants: reply.waiting_list });
+                        }
+                    }
+                    Err(e) => out.push(sfu_error(e, "resume")),
                 }
             }
             ClientMessage::Ping => out.push(ServerMessage::Pong),
@@ -325,6 +397,7 @@ impl Connection {
                         return Flow::Close;
                     }
                     ClientMessage::Join { .. }
+                    | ClientMessage::Resume { .. }
                     | ClientMessage::Ping
                     | ClientMessage::Admit { .. }
                     | ClientMessage::Reject { .. }
@@ -342,6 +415,7 @@ impl Connection {
 fn type_name(m: &ClientMessage) -> &'static str {
     match m {
         ClientMessage::Join { .. } => "join",
+        ClientMessage::Resume { .. } => "resume",
         ClientMessage::Offer { .. } => "offer",
         ClientMessage::Answer { .. } => "answer",
         ClientMessage::Candidate { .. } => "candidate",
@@ -363,6 +437,8 @@ fn event_message(ev: ParticipantEvent) -> (ServerMessage, bool) {
         ParticipantEvent::Offer { sdp } => (ServerMessage::Offer { sdp }, false),
         ParticipantEvent::Joined(p) => (ServerMessage::ParticipantJoined { participant: p }, false),
         ParticipantEvent::Left { id } => (ServerMessage::ParticipantLeft { id: id.to_string() }, false),
+        ParticipantEvent::Reconnecting { id } => (ServerMessage::ParticipantReconnecting { id: id.to_string() }, false),
+        ParticipantEvent::Resumed { id } => (ServerMessage::ParticipantResumed { id: id.to_string() }, false),
         ParticipantEvent::Muted { id, audio, video } => {
             (ServerMessage::Mute { id: id.to_string(), audio, video }, false)
         }

@@ -215,8 +215,20 @@ impl Client {
 
     /// Joins through the signaling WebSocket at `url` (`ws://host:port/ws`).
     pub async fn join_ws(url: &str, pid: &str, token: String, real: Option<media::RealMedia>) -> Client {
+        Self::join_with(url, pid, json!({"type": "join", "v": 1, "token": token}), real).await
+    }
+
+    /// Resumes a dropped participant with a new peer connection (new UDP port):
+    /// `resume {token, resume_token, restart: true}`, then a fresh offer.
+    pub async fn resume(server: &Running, pid: &str, token: String, resume_token: &str) -> Client {
+        let first = json!({"type": "resume", "v": 1, "token": token, "resume_token": resume_token, "restart": true});
+        Self::join_with(&ws_url(server), pid, first, None).await
+    }
+
+    /// Like [`Client::join_ws`], with `first` as the first message (`join` or `resume`).
+    pub async fn join_with(url: &str, pid: &str, first: Value, real: Option<media::RealMedia>) -> Client {
         let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
-        send_json(&mut ws, json!({"type": "join", "v": 1, "token": token})).await;
+        send_json(&mut ws, first).await;
         let joined = recv_json(&mut ws, Duration::from_secs(5)).await;
         assert_eq!(joined["type"], "joined", "join reply: {joined}");
 
@@ -363,6 +375,7 @@ impl Client {
             tasks.push(tokio::spawn(async move {
                 use rtc::shared::marshal::Unmarshal;
                 let (enc, mut rx) = media::Encoders::start(&m);
+                let mut audio_skipped: u16 = 0;
                 while !stop.load(Ordering::SeqCst) {
                     let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await else { continue };
                     if e.video && want_key.swap(false, Ordering::SeqCst) {
@@ -382,8 +395,12 @@ impl Client {
                         }
                     } else {
                         if ctl.audio_off.load(Ordering::SeqCst) {
+                            // Like Opus DTX (RFC 7587 §3.1.3): nothing is sent, the RTP clock
+                            // runs on, sequence numbers stay continuous.
+                            audio_skipped = audio_skipped.wrapping_add(1);
                             continue;
                         }
+                        pkt.header.sequence_number = pkt.header.sequence_number.wrapping_sub(audio_skipped);
                         pkt.header.ssrc = audio_ssrc;
                         if audio.write_rtp(pkt).await.is_ok() {
                             ctl.audio_packets.fetch_add(1, Ordering::SeqCst);
@@ -493,6 +510,21 @@ impl Client {
     /// Packets received from `from` of `kind`.
     pub fn count(&self, from: &str, kind: RtpCodecKind) -> usize {
         self.received.lock().unwrap().payloads.get(&(from.to_owned(), kind)).map_or(0, |v| v.len())
+    }
+
+    /// Drops the signaling WebSocket without `leave` (as a lost network does); the
+    /// peer connection and the media it sends keep going.
+    pub fn drop_signaling(&mut self) {
+        self.tasks[0].abort();
+    }
+
+    /// Stops sending media and closes the peer connection, without any signaling.
+    pub async fn vanish(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = self.pc.close().await;
     }
 
     pub async fn send(&self, v: Value) {

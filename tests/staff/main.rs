@@ -137,8 +137,17 @@ async fn shot(c: &Client, name: &str) -> PathBuf {
 }
 
 /// Waits for `css`; on failure saves a screenshot and quotes the page text.
+/// Polls (a navigation in progress, e.g. after a login, is just retried).
 async fn wait(c: &Client, css: &str, secs: u64) -> R<fantoccini::elements::Element> {
-    match c.wait().at_most(Duration::from_secs(secs)).for_element(Locator::Css(css)).await {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let found = loop {
+        match c.find(Locator::Css(css)).await {
+            Ok(e) => break Ok(e),
+            Err(e) if Instant::now() > deadline => break Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    match found {
         Ok(e) => Ok(e),
         Err(e) => {
             let p = shot(c, "failure").await;

@@ -42,7 +42,9 @@ const I18N = {
       server_shutdown: "服务器正在维护，会议暂停。",
       rejected: "调解员未允许您进入本次调解。", removed: "您已被调解员移出本次调解。", ended: "调解员已结束本次调解。",
       forbidden: "只有调解员可以进行此操作。",
+      resume_expired: "连接中断时间过长，您已离开调解会议。请重新打开邀请链接加入。",
     },
+    participantReconnecting: "连接中断，正在重连…",
   },
   en: {
     brand: "Fengqiao Online Mediation", joinTitle: "Join the mediation session", youJoinAs: "You join as",
@@ -83,7 +85,9 @@ const I18N = {
       server_shutdown: "The server is going down for maintenance; the session is paused.",
       rejected: "The mediator did not admit you to this session.", removed: "The mediator removed you from this session.",
       ended: "The mediator ended the session.", forbidden: "Only the mediator can do that.",
+      resume_expired: "The connection was lost for too long and you left the session. Open the invite link again to rejoin.",
     },
+    participantReconnecting: "Connection lost, reconnecting…",
   },
 };
 const LANG = new URLSearchParams(location.search).get("lang") === "en" ? "en" : "zh";
@@ -106,7 +110,13 @@ const state = {
   ws: null, pc: null, local: null, me: null, participants: new Map(), streams: new Map(),
   audioMuted: false, videoMuted: false, queue: Promise.resolve(), joinedAt: 0, firstFrameAt: 0, left: false,
   waiting: false, myRoom: null, forced: new Map(), waitingList: [], recording: null,
+  // Resume (docs/signaling.md): the token of the last `joined`; while resuming, until when
+  // to keep trying, and whether the resume brings a new peer connection.
+  resumeToken: null, resuming: false, resumeUntil: 0, resumeRestart: false,
 };
+// How long the page keeps trying to resume after its WebSocket dropped (the server's
+// default media.resume_window_ms; a server with a shorter window answers resume_expired).
+const RESUME_TRY_MS = 30000;
 window.fq = {
   state,
   // The last `recording` message (state, reason, consent, integrity), or null.
@@ -386,6 +396,24 @@ function onTrack(ev) {
 async function handle(msg) {
   switch (msg.type) {
     case "joined": {
+      if (msg.resume_token) state.resumeToken = msg.resume_token;
+      const renew = !msg.resumed || state.resumeRestart;
+      if (msg.resumed) {
+        // Back after a dropped connection: same id, room and media on the server.
+        state.resuming = false;
+        $("room-error").hidden = true;
+        for (const pid of [...state.participants.keys()]) {
+          if (!msg.participants.some((p) => p.id === pid)) removeTile(pid);
+        }
+        if (renew) {
+          // A new peer connection replaces the old one (network changed).
+          if (state.pc) { state.pc.close(); state.pc = null; }
+          for (const st of state.streams.values()) for (const tr of st.getTracks()) st.removeTrack(tr);
+          setStatus("connecting");
+        } else {
+          setStatus("connected", "connected");
+        }
+      }
       state.me = msg.me;
       state.myRoom = msg.me.side_room || null;
       state.waiting = !!msg.waiting;
@@ -398,7 +426,17 @@ async function handle(msg) {
       const self = tile(msg.me.id, msg.me.name, msg.me.role, true);
       self.querySelector("video").srcObject = state.local;
       refreshTiles();
-      await startPeer();
+      if (renew) await startPeer();
+      break;
+    }
+    case "participant_reconnecting":
+    case "participant_resumed": {
+      const el = document.querySelector(`.tile[data-tile="${CSS.escape(msg.id)}"]`);
+      if (el) {
+        const on = msg.type === "participant_reconnecting";
+        el.classList.toggle("reconnecting", on);
+        el.title = on ? t("participantReconnecting") : "";
+      }
       break;
     }
     case "waiting":
@@ -459,7 +497,12 @@ async function handle(msg) {
       for (const el of document.querySelectorAll(".tile")) el.classList.toggle("speaking", el.dataset.tile === msg.id);
       break;
     case "error":
-      if (msg.re === "join") {
+      if (msg.re === "resume") {
+        // Too late (or refused): this participant has left the session.
+        state.resuming = false;
+        end(t("leftTitle"), t("err.resume_expired"));
+        if (state.ws) state.ws.close();
+      } else if (msg.re === "join") {
         $("room").hidden = true; $("lobby").hidden = false;
         showError("lobby-error", ["room_full", "bad_token", "token_expired", "removed"].includes(msg.code) ? msg.code : "generic", msg.message);
         $("join").disabled = false;
@@ -569,9 +612,21 @@ function join() {
   $("join").disabled = true;
   $("lobby-error").hidden = true;
   setStatus("connecting");
+  connect(() => ({ type: "join", v: 1, token }));
+}
+
+// After the WebSocket dropped: resume with the resume token, with a new peer connection
+// unless the current one is still connected.
+function resume() {
+  if (state.left) return;
+  state.resumeRestart = !(state.pc && state.pc.connectionState === "connected");
+  connect(() => ({ type: "resume", v: 1, token, resume_token: state.resumeToken, restart: state.resumeRestart }));
+}
+
+function connect(first) {
   const ws = new WebSocket(location.origin.replace(/^http/, "ws") + "/ws");
   state.ws = ws;
-  ws.onopen = () => send({ type: "join", v: 1, token });
+  ws.onopen = () => send(first());
   ws.onmessage = (ev) => {
     let msg;
     try { msg = JSON.parse(ev.data); } catch (_) { return; }
@@ -580,9 +635,19 @@ function join() {
     state.queue = state.queue.then(() => handle(msg)).catch((e) => console.error("handling", msg.type, e));
   };
   ws.onclose = () => {
-    if (!state.left && state.me) { setStatus("reconnecting", "error"); showError("room-error", "network"); }
+    if (state.ws !== ws || state.left || !state.me) return;
+    setStatus("reconnecting", "error");
+    if (state.resumeToken) {
+      if (!state.resuming) { state.resuming = true; state.resumeUntil = Date.now() + RESUME_TRY_MS; }
+      if (Date.now() < state.resumeUntil) { setTimeout(resume, 1000); return; }
+    }
+    state.resuming = false;
+    showError("room-error", "network");
   };
 }
+
+// Closing or reloading the page is a leave, not a dropped connection.
+window.addEventListener("pagehide", () => { if (state.me && !state.left) send({ type: "leave" }); });
 
 function end(title, detail) {
   state.left = true;

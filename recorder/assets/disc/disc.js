@@ -78,7 +78,7 @@
     participant: ["pid", "name", "role"], consent: ["answer"], start: [], pause: ["reason"], resume: [], stop: [],
     file_open: ["path", "pid", "kind", "codec"], file: ["path", "status", "size", "sha256", "chunks"],
     track: ["track", "pid", "kind", "codec", "room", "clock_rate", "rtp_ts", "offset_ms", "sync"],
-    moved: ["pid", "room"], file_lost: ["path", "reason"], interrupted: ["reason", "unsigned_entries", "torn_tail"], end: [],
+    moved: ["pid", "room"], track_end: ["track", "packets", "lost", "queue_dropped"], file_lost: ["path", "reason"], interrupted: ["reason", "unsigned_entries", "torn_tail"], end: [],
   };
   const COMMON = ["seq", "prev", "t", "actor", "type"];
   const T_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;

@@ -487,12 +487,14 @@ pub fn export(req: &ExportRequest<'_>, progress: &mut dyn FnMut(&Progress)) -> R
     // 2. Plan before the long hashing pass, so a too-large file is named at once.
     let discs = plan::span(&mut all, req.media)?;
     let bytes: u64 = all.iter().map(|f| f.size).sum();
+    // Bytes of files on each disc (index = disc number; evidence files count on
+    // every disc holding their session).
     let mut per_disc = vec![0u64; discs + 1];
     for f in &all {
         if f.role.is_evidence() {
-            for d in 1..=discs {
+            for (d, bytes) in per_disc.iter_mut().enumerate().skip(1) {
                 if all.iter().any(|g| g.disc == d && g.session == f.session) {
-                    per_disc[d] += f.size;
+                    *bytes += f.size;
                 }
             }
         } else {
@@ -533,6 +535,7 @@ pub fn export(req: &ExportRequest<'_>, progress: &mut dyn FnMut(&Progress)) -> R
     // 4. Per disc: stage, build, label, read back, rename.
     std::fs::create_dir_all(&req.out_dir).map_err(RecorderError::io(&req.out_dir))?;
     let mut images = Vec::new();
+    #[allow(clippy::needless_range_loop)] // d is the disc number, also used in names
     for d in 1..=discs {
         let volume_id = names::volume_id(&req.case_number, req.dispute_id, d, discs);
         let final_path = req.out_dir.join(format!("{volume_id}.iso"));

@@ -59,10 +59,9 @@ pub(crate) fn run(args: &[std::ffi::OsString], out_for_errors: &Path, on_percent
             }
             continue;
         }
-        if line.contains("FAILURE") || line.contains("SORRY") || line.contains("FATAL") || line.contains("No space") {
-            if !line.contains("aborting : -abort_on") {
-                messages.push(line.trim().trim_start_matches("xorriso : ").to_owned());
-            }
+        let problem = line.contains("FAILURE") || line.contains("SORRY") || line.contains("FATAL") || line.contains("No space");
+        if problem && !line.contains("aborting : -abort_on") {
+            messages.push(line.trim().trim_start_matches("xorriso : ").to_owned());
         }
     }
     let status = child.wait().map_err(|e| tool_err(format!("waiting for xorriso: {e}")))?;
@@ -100,9 +99,7 @@ pub(crate) fn build(
     let mut a = head();
     let mut dev = std::ffi::OsString::from("stdio:");
     dev.push(image.as_os_str());
-    for s in ["-outdev"] {
-        a.push(s.into());
-    }
+    a.push("-outdev".into());
     a.push(dev);
     for s in [
         "-volid",

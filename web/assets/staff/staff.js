@@ -552,7 +552,7 @@ async function pageReview(main) {
       h("p", { class: "muted" }, L("校验值（重算）", "Recomputed value"), " ", h("span", { class: "mono" }, r.integrity_check_value || "—"), " · key ", h("span", { class: "mono" }, r.key_id)));
   }) }, L("校验", "Verify"));
   const consent = (c) => c === "accept" ? h("span", { class: "badge good" }, L("同意录像", "consented")) : c === "refuse" ? h("span", { class: "badge bad" }, L("拒绝录像", "refused")) : h("span", { class: "muted" }, "—");
-  const LOGNAME = { consent: ["同意/拒绝", "consent"], start: ["开始录像", "start"], pause: ["暂停", "pause"], resume: ["恢复", "resume"], stop: ["停止", "stop"], moved: ["移动房间", "moved"], interrupted: ["中断", "interrupted"], end: ["结束", "end"] };
+  const LOGNAME = { consent: ["同意/拒绝", "consent"], start: ["开始录像", "start"], pause: ["暂停", "pause"], resume: ["恢复", "resume"], stop: ["停止", "stop"], moved: ["移动房间", "moved"], interrupted: ["中断", "interrupted"], end: ["结束", "end"], track_end: ["丢包", "packet loss"] };
   const who = (pid) => (v.participants.find((p) => p.pid === pid) || {}).name || pid || "—";
   put(main, 
     h("h1", {}, `${v.case_number} · ${L("调解会议", "session")} #${v.session_id}`),

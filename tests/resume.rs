@@ -1,0 +1,189 @@
+//! Resume after a dropped signaling connection (issue 5, "Resilience"): a
+//! participant whose WebSocket dies comes back within `media.resume_window_ms`
+//! with the resume token of its `joined`, on a new peer connection bound to a new
+//! local UDP port, and keeps its participant id, side room and Producers; the
+//! others see `participant_reconnecting` / `participant_resumed`, never a leave.
+//! After the window the participant is gone (`participant_left`, logged) and a
+//! resume fails with `resume_expired`. Real webrtc-rs clients, real server, real
+//! WebSocket signaling, loopback UDP.
+
+mod common;
+
+use common::*;
+use fengqiao::server::{self, Running};
+use fengqiao_sfu::SfuStats;
+use fengqiao_signaling::invite::Role;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+const AUDIO: RtpCodecKind = RtpCodecKind::Audio;
+const VIDEO: RtpCodecKind = RtpCodecKind::Video;
+const T: Duration = Duration::from_secs(10);
+const WINDOW_MS: u64 = 4_000;
+
+fn tok(s: &Running, room: &str, pid: &str, role: Role) -> String {
+    let mut c = server::claims(room, pid, pid, role, 3600);
+    c.admitted = true;
+    c.session_id = Some("sess-resume".into());
+    s.key.mint(&c)
+}
+
+fn events(dir: &Path) -> Vec<Value> {
+    let p = dir.join("sessions").join("sess-resume").join("events.jsonl");
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+fn of(ev: &[Value], actor: &str, action: &str) -> Vec<Value> {
+    ev.iter().filter(|e| e["actor"] == actor && e["action"] == action).cloned().collect()
+}
+
+/// Payloads `rx` received from `from` of `kind` that `sender` sent (its own unique tag).
+fn got_from(rx: &Client, from: &str, kind: RtpCodecKind, sender: &Client) -> usize {
+    let sent: HashSet<bytes::Bytes> = sender.sent.lock().unwrap().get(&kind).cloned().unwrap_or_default();
+    let r = rx.received.lock().unwrap();
+    r.payloads.get(&(from.to_owned(), kind)).map_or(0, |v| v.iter().filter(|p| sent.contains(*p)).count())
+}
+
+async fn resume_error(srv: &Running, token: &str, resume_token: &str) -> Value {
+    let mut ws = ws_connect(srv).await;
+    send_json(&mut ws, json!({"type": "resume", "v": 1, "token": token, "resume_token": resume_token})).await;
+    recv_json(&mut ws, T).await
+}
+
+/// Whether a server message after the first `from` satisfies `pred`.
+fn saw_after(c: &Client, from: usize, pred: impl Fn(&Value) -> bool) -> bool {
+    c.received.lock().unwrap().msgs.iter().skip(from).any(pred)
+}
+
+fn left(c: &Client, id: &str) -> bool {
+    c.saw(|v| v["type"] == "participant_left" && v["id"] == id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_keeps_identity_side_room_and_producers_then_expires() {
+    let (srv, dir) = start_server_with(|c| c.media.resume_window_ms = WINDOW_MS).await;
+    let stats = srv.sfu.stats().clone();
+    let room = "resume-room";
+    let a_tok = tok(&srv, room, "a1", Role::Applicant);
+    let r_tok = tok(&srv, room, "r1", Role::Respondent);
+    let m = Client::join(&srv, "m1", tok(&srv, room, "m1", Role::Mediator)).await;
+    let mut a = Client::join(&srv, "a1", a_tok.clone()).await;
+    let r = Client::join(&srv, "r1", r_tok.clone()).await;
+    let resume_token = a.joined["resume_token"].as_str().expect("joined carries a resume token").to_owned();
+    assert_eq!(resume_token.len(), 32, "128 random bits in hex: {resume_token}");
+    assert_ne!(m.joined["resume_token"], a.joined["resume_token"]);
+
+    // Caucus: the mediator and a1 in a side room, r1 alone in the main room.
+    m.send(json!({"type": "move", "id": "a1", "to": "申请人室"})).await;
+    m.send(json!({"type": "move", "id": "m1", "to": "申请人室"})).await;
+    wait_for("a1 and m1 exchange media in the side room", T, || {
+        got_from(&m, "a1", VIDEO, &a) > 5 && got_from(&m, "a1", AUDIO, &a) > 5 && a.count("m1", VIDEO) > 5
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r_from_a = (r.count("a1", AUDIO), r.count("a1", VIDEO));
+
+    // a1's WebSocket dies; its media path is still up for a moment.
+    let mark: Vec<usize> = [&m, &r].iter().map(|c| c.received.lock().unwrap().msgs.len()).collect();
+    a.drop_signaling();
+    wait_for("m1 and r1 to see a1 reconnecting", T, || {
+        [&m, &r].iter().all(|c| c.saw(|v| v["type"] == "participant_reconnecting" && v["id"] == "a1"))
+    })
+    .await;
+    let during = got_from(&m, "a1", AUDIO, &a);
+    wait_for("a1's media to keep flowing while its signaling is down", T, || got_from(&m, "a1", AUDIO, &a) > during + 10)
+        .await;
+
+    // Someone else's invite with a1's resume token, and a wrong token: refused,
+    // and nothing changes.
+    let e = resume_error(&srv, &r_tok, &resume_token).await;
+    assert_eq!((e["type"].as_str(), e["code"].as_str(), e["re"].as_str()), (Some("error"), Some("resume_expired"), Some("resume")), "{e}");
+    let e = resume_error(&srv, &a_tok, &"0".repeat(32)).await;
+    assert_eq!(e["code"], "resume_expired", "{e}");
+    assert!(r.saw(|v| v["type"] == "participant_reconnecting"), "r1 is still connected");
+
+    // The network changes: a1's old peer connection goes; a new one on a new local
+    // UDP port resumes.
+    let old_sent_video = got_from(&m, "a1", VIDEO, &a);
+    a.vanish().await;
+    let a2 = Client::resume(&srv, "a1", a_tok.clone(), &resume_token).await;
+    assert_eq!(a2.joined["resumed"], true, "{}", a2.joined);
+    assert_eq!(a2.joined["me"]["id"], "a1", "same participant id: {}", a2.joined);
+    assert_eq!(a2.joined["me"]["side_room"], "申请人室", "still in the side room: {}", a2.joined);
+    let ids: Vec<&str> = a2.joined["participants"].as_array().unwrap().iter().filter_map(|p| p["id"].as_str()).collect();
+    assert!(ids.contains(&"m1") && ids.contains(&"r1"), "{}", a2.joined);
+    let token2 = a2.joined["resume_token"].as_str().unwrap().to_owned();
+    assert!(token2.len() == 32 && token2 != resume_token, "a new resume token on each resume");
+
+    wait_for("m1 to get the resumed a1's new media, and a1 m1's", T, || {
+        got_from(&m, "a1", VIDEO, &a2) > 5 && got_from(&m, "a1", AUDIO, &a2) > 5 && a2.count("m1", VIDEO) > 5
+    })
+    .await;
+    assert!(old_sent_video > 0);
+    assert!(m.saw(|v| v["type"] == "participant_resumed" && v["id"] == "a1"));
+    // Nobody saw a1 leave or join again; the side room still isolates r1.
+    for (c, from) in [&m, &r].into_iter().zip(mark) {
+        assert!(!left(c, "a1"), "{} saw a1 leave", c.pid);
+        assert!(
+            !saw_after(c, from, |v| v["type"] == "participant_joined" && v["participant"]["id"] == "a1"),
+            "{} saw a1 join again",
+            c.pid
+        );
+    }
+    assert_eq!((r.count("a1", AUDIO), r.count("a1", VIDEO)), r_from_a, "r1 gets nothing from the side room");
+    // The Producers were kept (continued by the new connection), not re-created.
+    assert_eq!(SfuStats::get(&stats.participants), 3);
+    assert_eq!(SfuStats::get(&stats.producers), 6);
+    assert_eq!(SfuStats::get(&stats.consumers), 4, "m1↔a1 only");
+    assert!(m.received.lock().unwrap().ended.iter().all(|(p, _)| p != "a1"), "a1's tracks never ended at m1");
+
+    // Second drop, and no resume: after the window a1 is gone.
+    let mut a2 = a2;
+    a2.drop_signaling();
+    a2.vanish().await;
+    wait_for("m1 to see a1 reconnecting again", T, || {
+        m.msgs_of("participant_reconnecting").iter().filter(|v| v["id"] == "a1").count() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(WINDOW_MS / 4)).await;
+    assert!(!left(&m, "a1"), "not gone before the window ends");
+    wait_for("m1 and r1 to see a1 leave after the window", T, || left(&m, "a1") && left(&r, "a1")).await;
+    let e = resume_error(&srv, &a_tok, &token2).await;
+    assert_eq!((e["type"].as_str(), e["code"].as_str()), (Some("error"), Some("resume_expired")), "{e}");
+    assert_eq!(SfuStats::get(&stats.participants), 2);
+    assert_eq!(SfuStats::get(&stats.producers), 4);
+
+    // The event log: two drops, one resume, then the leave for resume_expired.
+    wait_for("the event log", T, || !of(&events(dir.path()), "a1", "leave").is_empty()).await;
+    let ev = events(dir.path());
+    assert_eq!(of(&ev, "a1", "reconnecting").len(), 2, "{ev:?}");
+    assert_eq!(of(&ev, "a1", "resume").len(), 1, "{ev:?}");
+    let leaves = of(&ev, "a1", "leave");
+    assert_eq!(leaves.len(), 1, "{ev:?}");
+    assert_eq!(leaves[0]["reason"], "resume_expired");
+    m.leave().await;
+    r.leave().await;
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_window_a_drop_is_a_leave() {
+    let (srv, _dir) = start_server_with(|c| c.media.resume_window_ms = 0).await;
+    let room = "no-resume";
+    let m = Client::join(&srv, "m1", tok(&srv, room, "m1", Role::Mediator)).await;
+    let mut a = Client::join(&srv, "a1", tok(&srv, room, "a1", Role::Applicant)).await;
+    assert!(a.joined.get("resume_token").is_none(), "{}", a.joined);
+    a.drop_signaling();
+    wait_for("m1 to see a1 leave at once", T, || left(&m, "a1")).await;
+    assert!(!m.saw(|v| v["type"] == "participant_reconnecting"));
+    a.vanish().await;
+    m.leave().await;
+    srv.shutdown().await;
+}
