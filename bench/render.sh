@@ -19,7 +19,7 @@ trap 'rm -rf "$work"' EXIT
 nice -n 10 cargo build --release -q -p fengqiao
 echo "making a ${secs} s session with 4 participants in $work ..."
 RENDER_BENCH_DIR=$work RENDER_BENCH_SECONDS=$secs nice -n 10 cargo test -q -p fengqiao --test render -- \
-  --ignored --exact make_bench_session >/dev/null
+  --ignored --exact make_bench_session >"$work/make.log" 2>&1 || { cat "$work/make.log"; exit 1; }
 session=$work/data/sessions/bench
 dur_ms=$(python3 -c "
 import json, datetime

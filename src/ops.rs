@@ -16,7 +16,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::path::PathBuf;
@@ -156,6 +156,8 @@ pub struct Ops {
     registry: Arc<Registry>,
     http_requests: Family<HttpLabels, Counter>,
     http_seconds: Family<HttpLabels, Histogram>,
+    /// Overdue case deadlines, refreshed from the case store on each scrape.
+    deadlines_overdue: Gauge,
     sfu: Sfu,
     data_dir: PathBuf,
     cases: fengqiao_cases::Store,
@@ -182,8 +184,14 @@ impl Ops {
             "Server disc-export job wall time, by outcome, seconds",
             jobs.seconds.clone(),
         );
+        let deadlines_overdue = Gauge::default();
+        registry.register(
+            "fengqiao_deadlines_overdue",
+            "Case deadlines (triage response, mediator acceptance, mediation term...) past due and not met, all disputes; counted at scrape time",
+            deadlines_overdue.clone(),
+        );
         registry.register_collector(Box::new(SfuCollector { sfu: sfu.clone(), cases: cases.clone() }));
-        Self { registry: Arc::new(registry), http_requests, http_seconds, sfu, data_dir, cases }
+        Self { registry: Arc::new(registry), http_requests, http_seconds, deadlines_overdue, sfu, data_dir, cases }
     }
 
     /// `/metrics`, `/healthz`, `/readyz`.
@@ -216,6 +224,14 @@ impl Ops {
 }
 
 async fn metrics(State(ops): State<Ops>) -> Response {
+    // The one metric that needs the database; on an error it keeps its last value
+    // (`/readyz` names a database failure).
+    match ops.cases.pending_deadlines(fengqiao_cases::Scope::All, true).await {
+        Ok(d) => {
+            ops.deadlines_overdue.set(d.len() as i64);
+        }
+        Err(e) => tracing::warn!("metrics: cannot count overdue deadlines: {e}"),
+    }
     let mut body = String::new();
     if prometheus_client::encoding::text::encode(&mut body, &ops.registry).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();

@@ -704,7 +704,7 @@ async fn json_logs_carry_no_names_phones_id_numbers_or_tokens() {
     const PHONE: &str = "13912345678";
     const ID_NUMBER: &str = "11010119900307123X";
     let dir = tempfile::tempdir().unwrap();
-    let mut c = fengqiao(dir.path(), &["serve"]);
+    let mut c = fengqiao(dir.path(), &["serve", "--demo-invites"]);
     c.env("FENGQIAO_SERVER__HTTP_ADDR", "127.0.0.1:0")
         .env("FENGQIAO_MEDIA__UDP_PORT", "0")
         .env("FENGQIAO_CASES__OUTBOX_INTERVAL_SECS", "1")
@@ -837,6 +837,7 @@ async fn json_logs_carry_no_names_phones_id_numbers_or_tokens() {
         ("respondent phone", "13787654321".into()),
         ("ID number", ID_NUMBER.into()),
         ("mediator display name", "王调解员".into()),
+        ("demo party name", "张三".into()),
         ("mediator token", m_token.clone()),
         ("applicant token", a_token.clone()),
         ("respondent token", r_token.clone()),

@@ -27,7 +27,7 @@ fn run(desc: &str) {
     let p = gst::parse::launch(desc).unwrap().downcast::<gst::Pipeline>().unwrap();
     p.set_state(gst::State::Playing).unwrap();
     let bus = p.bus().unwrap();
-    let m = bus.timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let m = bus.timed_pop_filtered(gst::ClockTime::from_seconds(900), &[gst::MessageType::Eos, gst::MessageType::Error]);
     p.set_state(gst::State::Null).unwrap();
     match m.as_ref().map(|m| m.view()) {
         Some(gst::MessageView::Eos(_)) => {}

@@ -484,6 +484,16 @@ impl SessionRec {
             }
             let _ = w.push_rtp(scratch);
         }
+        // A segment cut just happened: record it now, so the new segment's
+        // `file_open` time is its start on the timeline (to the millisecond).
+        if tr.writer.as_ref().is_some_and(TrackWriter::has_events) {
+            let kind = if tr.kind == RecKind::Audio { TrackKind::Audio } else { TrackKind::Video };
+            let (pid, codec) = (tr.pid.to_string(), tr.codec);
+            if let Some(Ok(events)) = tr.writer.as_mut().map(TrackWriter::poll_events) {
+                self.segment_events(&events, &pid, kind, codec);
+            }
+        }
+        let Some(tr) = self.tracks.get_mut(&p.producer) else { return };
         if p.kind == RecKind::Audio {
             if tr.offset_ms.is_some() {
                 let tr = self.tracks.remove(&p.producer);

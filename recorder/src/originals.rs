@@ -350,6 +350,11 @@ impl TrackWriter {
         Ok(())
     }
 
+    /// Segment events are waiting for [`TrackWriter::poll_events`] (a cut just happened).
+    pub fn has_events(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Packets dropped so far (queue full, too short, or pipeline stopped).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

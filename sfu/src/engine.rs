@@ -77,6 +77,10 @@ const MAX_SIDE_ROOM: usize = 64;
 const MAX_REASON: usize = 500;
 /// The role that may use session controls and skips the waiting room.
 const MEDIATOR: &str = "mediator";
+/// Identity check methods: ID document shown on camera, face comparison, known person.
+const IDENTITY_METHODS: [&str; 3] = ["id_document", "face_comparison", "known_person"];
+/// Identity check results.
+const IDENTITY_RESULTS: [&str; 2] = ["verified", "failed"];
 
 struct Consumer {
     id: ConsumerId,
@@ -190,6 +194,9 @@ struct Session {
     people: HashMap<ParticipantId, Standing>,
     /// Recording state, once the mediator has started recording.
     rec: Option<Rec>,
+    /// The sham-mediation warning was given (latest `warn_sham`): by whom, and who has
+    /// acknowledged it.
+    sham_acks: Option<(ParticipantId, HashSet<ParticipantId>)>,
 }
 
 /// A session's recording (issue 3): runs only while started, not paused by the
@@ -459,6 +466,10 @@ impl Engine {
                 let _ = reply.send(r);
             }
             Command::Suspend(t, events) => self.suspend(t, events),
+            Command::AckWarning(t, reply) => {
+                let r = self.ack_warning(t);
+                let _ = reply.send(r);
+            }
             Command::Shutdown => {}
         }
     }
@@ -581,6 +592,7 @@ impl Engine {
         self.update_gauges();
         if admitted {
             self.rec_present(&req_room, &me.id);
+            self.sham_catch_up(&req_room, &me.id);
         }
         Ok(JoinReply { transport: id, participants: others, me, waiting: !admitted, waiting_list, resume_token })
     }
@@ -726,6 +738,11 @@ impl Engine {
             to: None,
             audio: None,
             video: None,
+            method: None,
+            result: None,
+            still: None,
+            still_sha256: None,
+            still_jpeg: None,
         };
         fill(&mut ev);
         if sink.try_send(ev).is_err() {
@@ -855,6 +872,7 @@ impl Engine {
                 self.notify_waiting(&room_id);
                 self.reconcile(&room_id);
                 self.rec_present(&room_id, &id);
+                self.sham_catch_up(&room_id, &id);
             }
             Control::Reject(id) => {
                 let (target, _, _) = find(&id)?;
@@ -951,6 +969,49 @@ impl Engine {
                 self.rec_moved(&room_id, &id, to.as_deref());
                 self.broadcast(&room_id, None, ParticipantEvent::Moved { id, to });
             }
+            Control::Identity { id, method, result, still } => {
+                find(&id)?;
+                if !IDENTITY_METHODS.contains(&method.as_str()) {
+                    return Err(SfuError::BadField("`method` must be id_document, face_comparison or known_person"));
+                }
+                if !IDENTITY_RESULTS.contains(&result.as_str()) {
+                    return Err(SfuError::BadField("`result` must be verified or failed"));
+                }
+                let sha = still.as_ref().map(|(_, h)| h.clone());
+                info!(room = %room_id, participant = %id, %method, %result, by = %actor, still = sha.is_some(), "identity check");
+                self.log(&room_id, &actor, "identity", |e| {
+                    e.target = Some(id.to_string());
+                    e.method = Some(method.clone());
+                    e.result = Some(result.clone());
+                    if let Some((jpeg, h)) = still {
+                        e.still_sha256 = Some(h);
+                        e.still_jpeg = Some(jpeg);
+                    }
+                });
+                let ev = ParticipantEvent::IdentityChecked { id, method, result, by: actor, still_sha256: sha };
+                self.to_mediators(&room_id, ev);
+            }
+            Control::WarnSham => {
+                if let Some(s) = self.sessions.get_mut(&room_id) {
+                    s.sham_acks = Some((actor.clone(), HashSet::new()));
+                }
+                info!(room = %room_id, by = %actor, "sham-mediation warning given");
+                self.log(&room_id, &actor, "warn_sham", |_| {});
+                let parties: Vec<TransportId> = self
+                    .rooms
+                    .get(&room_id)
+                    .map(|r| {
+                        r.members
+                            .iter()
+                            .filter(|m| m.info.role != MEDIATOR && self.is_admitted(&room_id, &m.info.id))
+                            .map(|m| m.transport)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for t in parties {
+                    self.send_to(t, ParticipantEvent::ShamWarning { by: actor.clone() });
+                }
+            }
             Control::EndSession => {
                 info!(room = %room_id, by = %actor, "session ended by the mediator");
                 self.log(&room_id, &actor, "end_session", |_| {});
@@ -967,6 +1028,62 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Sends `ev` to every admitted mediator of the room.
+    fn to_mediators(&mut self, room_id: &RoomId, ev: ParticipantEvent) {
+        let mediators: Vec<TransportId> = self
+            .rooms
+            .get(room_id)
+            .map(|r| {
+                r.members
+                    .iter()
+                    .filter(|m| m.info.role == MEDIATOR && self.is_admitted(room_id, &m.info.id))
+                    .map(|m| m.transport)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for t in mediators {
+            self.send_to(t, ev.clone());
+        }
+    }
+
+    /// A party acknowledges the sham-mediation warning (once per warning; repeats are
+    /// accepted and change nothing).
+    fn ack_warning(&mut self, tid: TransportId) -> Result<(), SfuError> {
+        let t = self.transports.get(&tid).ok_or(SfuError::NotJoined)?;
+        let (room_id, pid) = (t.room.clone(), t.participant.clone());
+        if !self.is_admitted(&room_id, &pid) {
+            return Err(SfuError::WrongState("not admitted"));
+        }
+        let acks = self
+            .sessions
+            .get_mut(&room_id)
+            .and_then(|s| s.sham_acks.as_mut())
+            .ok_or(SfuError::WrongState("no sham-mediation warning was given"))?;
+        if !acks.1.insert(pid.clone()) {
+            return Ok(());
+        }
+        info!(room = %room_id, participant = %pid, "sham-mediation warning acknowledged");
+        self.log(&room_id, &pid, "ack_warning", |_| {});
+        self.to_mediators(&room_id, ParticipantEvent::WarningAcknowledged { id: pid });
+        Ok(())
+    }
+
+    /// A party admitted (or back) after the sham-mediation warning was given, who has
+    /// not acknowledged it, gets it too.
+    fn sham_catch_up(&mut self, room_id: &RoomId, pid: &ParticipantId) {
+        let Some((by, acks)) = self.sessions.get(room_id).and_then(|s| s.sham_acks.as_ref()) else { return };
+        if acks.contains(pid) {
+            return;
+        }
+        let by = by.clone();
+        let Some(m) = self.rooms.get(room_id).and_then(|r| r.members.iter().find(|m| m.info.id == *pid)) else { return };
+        if m.info.role == MEDIATOR || !self.is_admitted(room_id, pid) {
+            return;
+        }
+        let t = m.transport;
+        self.send_to(t, ParticipantEvent::ShamWarning { by });
     }
 
     fn standing_mut(&mut self, room: &RoomId, pid: &ParticipantId) -> &mut Standing {
@@ -1076,6 +1193,7 @@ impl Engine {
             if let Some(st) = self.rec_status(&room_id) {
                 self.send_to(tid, ParticipantEvent::Recording(st));
             }
+            self.sham_catch_up(&room_id, &pid);
         }
         self.mark_dirty(tid);
         Ok(JoinReply { transport: tid, participants: others, me, waiting: !admitted, waiting_list, resume_token: new_token })

@@ -279,6 +279,30 @@ pub enum ParticipantEvent {
         /// Who.
         id: ParticipantId,
     },
+    /// Mediators only: an identity check was recorded.
+    IdentityChecked {
+        /// Whose identity.
+        id: ParticipantId,
+        /// `id_document`, `face_comparison` or `known_person`.
+        method: String,
+        /// `verified` or `failed`.
+        result: String,
+        /// The mediator who recorded it.
+        by: ParticipantId,
+        /// SHA-256 (64 hex digits) of the still frame kept with it, if any.
+        still_sha256: Option<String>,
+    },
+    /// To each admitted party (everyone but mediators): the sham-mediation
+    /// (虚假调解) warning, to be acknowledged.
+    ShamWarning {
+        /// The mediator who gave it.
+        by: ParticipantId,
+    },
+    /// Mediators only: a party acknowledged the sham-mediation warning.
+    WarningAcknowledged {
+        /// Who.
+        id: ParticipantId,
+    },
 }
 
 /// One line of a session's event log (`data/sessions/<session>/events.jsonl`),
@@ -297,7 +321,7 @@ pub struct SessionEvent {
     /// Who did it (the participant id).
     pub actor: String,
     /// `join`, `leave`, `admit`, `reject`, `mute`, `remove`, `move`, `end_session`,
-    /// `reconnecting`, `resume`.
+    /// `reconnecting`, `resume`, `identity`, `warn_sham`, `ack_warning`, ...
     pub action: &'static str,
     /// Whom it was done to.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -320,6 +344,22 @@ pub struct SessionEvent {
     /// `mute`: video not forwarded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub video: Option<bool>,
+    /// `identity`: `id_document`, `face_comparison` or `known_person`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// `identity`: `verified` or `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// `identity`: the still frame's file, relative to the session folder
+    /// (`stills/<pid>-<n>.jpg`); set by the writer once the file is on disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub still: Option<String>,
+    /// `identity`: SHA-256 of the still frame (64 lowercase hex digits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub still_sha256: Option<String>,
+    /// `identity`: the still frame's JPEG bytes, for the writer to store (not logged).
+    #[serde(skip)]
+    pub still_jpeg: Option<Arc<Vec<u8>>>,
 }
 
 /// Where the media task sends [`SessionEvent`]s: a bounded channel, written with
@@ -361,6 +401,19 @@ pub enum Control {
     },
     /// End the session for everyone (`closed {reason: "ended"}`).
     EndSession,
+    /// Record an identity check of a participant (waiting or admitted).
+    Identity {
+        /// Whose identity.
+        id: ParticipantId,
+        /// `id_document`, `face_comparison` or `known_person`.
+        method: String,
+        /// `verified` or `failed`.
+        result: String,
+        /// A still frame of their video (JPEG) and its SHA-256 in hex.
+        still: Option<(Arc<Vec<u8>>, String)>,
+    },
+    /// Give every admitted party the sham-mediation (虚假调解) warning.
+    WarnSham,
 }
 
 /// Capacity of the per-participant event channel; a signaling connection that
@@ -453,6 +506,7 @@ pub(crate) enum Command {
     Leave(TransportId),
     Resume(ResumeRequest, oneshot::Sender<Result<JoinReply, SfuError>>),
     Suspend(TransportId, mpsc::Sender<ParticipantEvent>),
+    AckWarning(TransportId, oneshot::Sender<Result<(), SfuError>>),
     Shutdown,
 }
 
@@ -629,6 +683,16 @@ impl Sfu {
     /// Leaves the room: the Transport closes and its Producers end for everyone.
     pub async fn leave(&self, t: TransportId) {
         let _ = self.tx.send(Command::Leave(t)).await;
+    }
+
+    /// A party acknowledges the sham-mediation warning (logged `ack_warning`; the
+    /// mediators get [`ParticipantEvent::WarningAcknowledged`]). Repeats change nothing.
+    ///
+    /// # Errors
+    /// [`SfuError::WrongState`] while waiting to be admitted or when no warning was
+    /// given; [`SfuError::NotJoined`].
+    pub async fn ack_warning(&self, t: TransportId) -> Result<(), SfuError> {
+        self.call(|r| Command::AckWarning(t, r)).await
     }
 
     /// The signaling connection whose event channel is `events` dropped: the

@@ -163,8 +163,18 @@ async fn wait(c: &Client, css: &str, secs: u64) -> R<fantoccini::elements::Eleme
     }
 }
 
+/// Clicks `css`; an element re-rendered between finding and clicking (stale) is found again.
 async fn click(c: &Client, css: &str) -> R<()> {
-    wait(c, css, 10).await?.click().await.map_err(|e| format!("click {css}: {e}"))
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match wait(c, css, 10).await?.click().await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.to_string().contains("stale") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => return Err(format!("click {css}: {e}")),
+        }
+    }
 }
 
 async fn js(c: &Client, script: &str, args: Vec<Value>) -> R<Value> {
