@@ -308,3 +308,60 @@ async fn recorder_cpu_per_track() {
     recording_state(&m, "stopped").await;
     s.shutdown().await;
 }
+
+/// A case session (scheduled by the case service, invites carrying the dispute and
+/// session ids) recorded end to end: at stop, each participant's WAV is registered
+/// with the case as a recording carrying the session's integrity check value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recorded_case_session_is_registered_with_its_integrity_value() {
+    let (s, _data) = start_server(16).await;
+    fengqiao_cases::load_demo_data(&s.cases).await.expect("demo data");
+    let store = &s.cases;
+    let mut dispute = None;
+    for id in 1..200 {
+        if let Ok(Some(d)) = store.get_dispute(id).await {
+            if matches!(d.status.as_str(), "accepted" | "in_mediation") && d.mediator_id.is_some() {
+                dispute = Some(d);
+                break;
+            }
+        }
+    }
+    let d = dispute.expect("the demo district has an accepted dispute");
+    let at = (chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339();
+    let sched = fengqiao_cases::service::ScheduleSession { scheduled_at: at, duration_minutes: 60, party_ids: None };
+    let scheduled = store.schedule_session(&fengqiao_cases::Actor::system(), &d, &sched).await.expect("scheduled");
+    let token_of = |url: &str| url.rsplit('/').next().unwrap().to_owned();
+    let med = scheduled.invites.iter().find(|i| i.role == "mediator").expect("a mediator invite");
+    let party = scheduled.invites.iter().find(|i| i.role != "mediator").expect("a party invite");
+    let m = Client::join_real(&s, &med.pid, token_of(&med.url), RealMedia::tone(700.0)).await;
+    let p = Client::join_real(&s, &party.pid, token_of(&party.url), RealMedia::tone(440.0)).await;
+    // The party waits until the mediator admits them.
+    wait_for("party waiting", Duration::from_secs(10), || m.saw(|v| v["type"] == "participant_waiting")).await;
+    m.send(json!({"type": "admit", "id": party.pid})).await;
+    wait_for("admitted", Duration::from_secs(10), || p.saw(|v| v["type"] == "admitted")).await;
+    m.send(json!({"type": "record", "action": "start"})).await;
+    recording_state(&p, "paused").await;
+    p.send(json!({"type": "consent", "answer": "accept"})).await;
+    recording_state(&m, "recording").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    m.send(json!({"type": "record", "action": "stop"})).await;
+    let head = recording_state(&m, "stopped").await["integrity"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let recs = loop {
+        let recs = store.dispute_detail(d.id).await.expect("dispute detail").recordings;
+        if recs.len() >= 2 {
+            break recs;
+        }
+        assert!(std::time::Instant::now() < deadline, "recordings not registered within 10 s: {recs:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let sid = scheduled.session.id;
+    for r in &recs {
+        assert_eq!(r.session_id, sid);
+        assert_eq!(r.integrity_sha256, head, "the recording carries the integrity check value");
+        assert_eq!(r.media_type, "audio/wav");
+        assert!(r.file_path.starts_with(&format!("{sid}/audio/")), "{}", r.file_path);
+        assert!(r.size_bytes > 44, "{r:?}");
+    }
+    s.shutdown().await;
+}
