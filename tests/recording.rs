@@ -343,9 +343,25 @@ async fn a_recorded_case_session_is_registered_with_its_integrity_value() {
     recording_state(&p, "paused").await;
     p.send(json!({"type": "consent", "answer": "accept"})).await;
     recording_state(&m, "recording").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A caucus while recording: the manifest says which room the media belongs to.
+    m.send(json!({"type": "move", "id": party.pid, "to": "applicant-room"})).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    m.send(json!({"type": "move", "id": party.pid, "to": "main"})).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     m.send(json!({"type": "record", "action": "stop"})).await;
     let head = recording_state(&m, "stopped").await["integrity"].as_str().unwrap().to_owned();
+    let dir = _data.path().join("sessions").join(scheduled.session.id.to_string());
+    let moved: Vec<(String, String)> = manifest(&dir)
+        .iter()
+        .filter(|e| e["type"] == "moved")
+        .map(|e| (e["pid"].as_str().unwrap().to_owned(), e["room"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        moved,
+        vec![(party.pid.clone(), "applicant-room".to_owned()), (party.pid.clone(), "main".to_owned())],
+        "moves are on the record"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let recs = loop {
         let recs = store.dispute_detail(d.id).await.expect("dispute detail").recordings;
