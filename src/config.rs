@@ -47,11 +47,14 @@ pub struct RecorderConfig {
     /// Length of one originals segment (Matroska file), seconds; video is cut at the
     /// first keyframe after it (asked for by PLI). 10–3600, default 300 (5 min).
     pub segment_secs: u64,
+    /// Render the review video (`review/main.mp4`, one per side room) when a
+    /// recording stops, and register the joint room's with the case. Default true.
+    pub render_after_stop: bool,
 }
 
 impl Default for RecorderConfig {
     fn default() -> Self {
-        Self { segment_secs: 300 }
+        Self { segment_secs: 300, render_after_stop: true }
     }
 }
 
@@ -275,7 +278,7 @@ fn toml_value<T: Serialize>(v: &T) -> Option<String> {
 /// `..`: a new config field does not compile until it is documented here.
 fn key_docs() -> Vec<KeyDoc> {
     let Config { data_dir, server, media, log, database, recorder, cases } = Config::embedded_defaults();
-    let RecorderConfig { segment_secs } = recorder;
+    let RecorderConfig { segment_secs, render_after_stop } = recorder;
     let ServerConfig { http_addr, public_url, tls_cert, tls_key, shutdown_grace_secs } = server;
     let MediaConfig { bind_ip, udp_port, public_ip, max_participants, ice_disconnected_timeout_ms, ice_failed_timeout_ms, tcp_port, resume_window_ms, test_refuse_sends: _ } =
         media;
@@ -332,6 +335,7 @@ fn key_docs() -> Vec<KeyDoc> {
         k!("log.format", format, "text | json", "Log format on stderr: human-readable lines or one JSON object per line."),
         k!("log.level", level, "tracing filter", "e.g. \"info\" or \"fengqiao_sfu=debug,info\"."),
         k!("database.url", url, "URL", "The case database: sqlite://path/file.db or postgres://user:pass@host/db. Unset or empty: SQLite <data_dir>/fengqiao.db (WAL).", "url = \"postgres://fengqiao:secret@127.0.0.1/fengqiao\""),
+        k!("recorder.render_after_stop", render_after_stop, "bool", "Render the review video (review/main.mp4, 720p H.264 + AAC with the recording-time overlay; one per side room) in a background thread when a recording stops, and register the joint room's with the case. The same as `fengqiao render <session-dir>`."),
         k!("recorder.segment_secs", segment_secs, "seconds", "Length of one originals segment (Matroska file), 10-3600; video is cut at the first keyframe after it, asked for by PLI."),
         k!("cases.case_number_format", case_number_format, "template", "Case numbers; must contain {seq} or {seq:N} (N 1-20, zero-padded); also {year}, {district}."),
         k!("cases.district_code", district_code, "text", "Replaces {district} in case numbers."),

@@ -67,28 +67,99 @@ pub fn spawn(
         segment: Duration::from_secs(cfg.recorder.segment_secs),
     };
     let rt = tokio::runtime::Handle::current();
+    let renders = if cfg.recorder.render_after_stop {
+        Some(spawn_renderer(key.public_key().clone(), cases.clone(), rt.clone())?)
+    } else {
+        None
+    };
     let on_closed = Box::new(move |r: ClosedRecord| {
         let cases = cases.clone();
+        let renders = renders.clone();
         rt.spawn(async move {
             if let Err(e) = register(&cases, &r).await {
                 warn!(session = %r.session_id, "recording not registered with the case service: {e}");
+            }
+            if let Some(tx) = renders {
+                if tx.try_send(r).is_err() {
+                    warn!("review render queue full; render the session later with `fengqiao render`");
+                }
             }
         });
     });
     fengqiao_recorder::live::spawn(live, key, source, sfu, on_closed).context("starting the recorder thread")
 }
 
-/// Registers a closed record's WAV files with its case session, if the session is one
-/// of the case service's (invite `case_id` = dispute id, `session_id` = session id).
-async fn register(cases: &Store, r: &ClosedRecord) -> anyhow::Result<()> {
-    let (Some(case), Ok(session)) = (r.case_id.as_deref(), r.session_id.parse::<i64>()) else {
-        return Ok(()); // not a case-service session (e.g. `fengqiao invite` demo rooms)
-    };
-    let Ok(dispute_id) = case.parse::<i64>() else { return Ok(()) };
+/// The review-video worker (`fq-render`): renders closed records one at a time
+/// (`fengqiao_recorder::render`), then registers the joint room's `review/main.mp4`
+/// with the case. Caucus videos stay in the session folder only (confidential).
+fn spawn_renderer(
+    key: fengqiao_recorder::PublicKey,
+    cases: Store,
+    rt: tokio::runtime::Handle,
+) -> anyhow::Result<std::sync::mpsc::SyncSender<ClosedRecord>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<ClosedRecord>(64);
+    std::thread::Builder::new()
+        .name("fq-render".into())
+        .spawn(move || {
+            let opts = fengqiao_recorder::render::RenderOptions::new(key);
+            while let Ok(r) = rx.recv() {
+                let t = std::time::Instant::now();
+                match fengqiao_recorder::render::render(&r.dir, &opts, |_| {}) {
+                    Ok(files) => {
+                        info!(session = %r.session_id, outputs = files.len(), took_ms = t.elapsed().as_millis() as u64, "review video rendered");
+                        if files.iter().any(|f| f.path == "review/main.mp4") {
+                            let cases = cases.clone();
+                            let r = r.clone();
+                            rt.spawn(async move {
+                                if let Err(e) = register_review(&cases, &r).await {
+                                    warn!(session = %r.session_id, "review video not registered with the case service: {e}");
+                                }
+                            });
+                        }
+                    }
+                    Err(e) => error!(session = %r.session_id, "review video render failed: {e}"),
+                }
+            }
+        })
+        .context("starting the render thread")?;
+    Ok(tx)
+}
+
+/// The case session of a closed record, if it is one of the case service's.
+async fn case_session(cases: &Store, r: &ClosedRecord) -> anyhow::Result<Option<(fengqiao_cases::model::DisputeRow, i64)>> {
+    let (Some(case), Ok(session)) = (r.case_id.as_deref(), r.session_id.parse::<i64>()) else { return Ok(None) };
+    let Ok(dispute_id) = case.parse::<i64>() else { return Ok(None) };
     let Some(d) = cases.get_dispute(dispute_id).await? else {
         anyhow::bail!("no dispute {dispute_id}");
     };
-    let rfc = |t: SystemTime| Timestamp::from_unix_millis(unix_ms(t)).map(|t| t.to_rfc3339()).unwrap_or_default();
+    Ok(Some((d, session)))
+}
+
+async fn register_review(cases: &Store, r: &ClosedRecord) -> anyhow::Result<()> {
+    let Some((d, session)) = case_session(cases, r).await? else { return Ok(()) };
+    let rec = fengqiao_cases::service::NewRecording {
+        file_path: format!("{}/review/main.mp4", r.session_id),
+        manifest_path: format!("{}/manifest.jsonl", r.session_id),
+        integrity_sha256: r.integrity.clone(),
+        media_type: "video/mp4".into(),
+        started_at: rfc(r.started),
+        ended_at: rfc(r.ended),
+    };
+    cases.add_recording(&fengqiao_cases::Actor::system(), &d, session, &rec).await?;
+    info!(session = %r.session_id, dispute = d.id, "review video registered with the case");
+    Ok(())
+}
+
+fn rfc(t: SystemTime) -> String {
+    Timestamp::from_unix_millis(unix_ms(t)).map(|t| t.to_rfc3339()).unwrap_or_default()
+}
+
+/// Registers a closed record's WAV files with its case session, if the session is one
+/// of the case service's (invite `case_id` = dispute id, `session_id` = session id).
+async fn register(cases: &Store, r: &ClosedRecord) -> anyhow::Result<()> {
+    // Not a case-service session (e.g. `fengqiao invite` demo rooms): nothing to register.
+    let Some((d, session)) = case_session(cases, r).await? else { return Ok(()) };
+    let dispute_id = d.id;
     let actor = fengqiao_cases::Actor::system();
     for f in r.files.iter().filter(|f| f.ends_with(".wav")) {
         let rec = fengqiao_cases::service::NewRecording {

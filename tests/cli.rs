@@ -815,6 +815,12 @@ async fn json_logs_carry_no_names_phones_id_numbers_or_tokens() {
                 .then_some(())
         })
     });
+    // The mediator removes the applicant with a free-text reason naming them: the
+    // reason goes to the session's event log, not the process log.
+    m.send(json!({"type": "remove", "id": a_pid, "reason": format!("{APPLICANT}拒不配合")})).await;
+    tokio::task::block_in_place(|| {
+        s.wait_for("the removal in the log", |_, e| log_fields(e, "removed").map(|_| ()))
+    });
     m.leave().await;
     a.leave().await;
     let st = tokio::task::block_in_place(|| s.terminate());
@@ -825,6 +831,9 @@ async fn json_logs_carry_no_names_phones_id_numbers_or_tokens() {
         assert!(serde_json::from_str::<Value>(l).is_ok(), "not a JSON log line: {l}");
     }
     let text = log.join("\n");
+    if std::env::var_os("FQ_DUMP_LOG").is_some() {
+        eprintln!("{text}");
+    }
     // The log is not empty of what matters: joins by opaque participant id, notifications.
     let joined = log.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v["fields"]["message"] == "joined").count();
     assert!(joined >= 2, "no join log lines:\n{text}");
@@ -853,4 +862,36 @@ async fn json_logs_carry_no_names_phones_id_numbers_or_tokens() {
         let hits: Vec<&String> = log.iter().filter(|l| l.contains(&s)).collect();
         assert!(hits.is_empty(), "the log shows the {what} {s:?}:\n{}", hits.iter().map(|l| l.as_str()).collect::<Vec<_>>().join("\n"));
     }
+}
+
+/// `docs/configuration.md` lists every key `config print-default` prints (and no
+/// key it does not), so the reference cannot drift from the loader.
+#[test]
+fn configuration_md_lists_every_key_of_print_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(fengqiao(dir.path(), &["config", "print-default"]), None);
+    ok(&o);
+    let mut section = String::new();
+    let mut keys = Vec::new();
+    for l in o.stdout.lines() {
+        let l = l.trim_start_matches('#').trim();
+        if let Some(s) = l.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            section = format!("{s}.");
+        } else if let Some((k, _)) = l.split_once(" = ") {
+            if !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                keys.push(format!("{section}{k}"));
+            }
+        }
+    }
+    assert!(keys.len() >= 30 && keys.contains(&"server.shutdown_grace_secs".to_owned()), "{keys:?}");
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
+    let missing: Vec<&String> = keys.iter().filter(|k| !doc.contains(&format!("| `{k}` |"))).collect();
+    assert!(missing.is_empty(), "docs/configuration.md lacks {missing:?}");
+    let documented: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split_once("` |").map(|(k, _)| k))
+        .filter(|k| k.contains('.') || *k == "data_dir")
+        .collect();
+    let unknown: Vec<&&str> = documented.iter().filter(|k| !keys.iter().any(|x| x == *k)).collect();
+    assert!(unknown.is_empty(), "docs/configuration.md documents keys the loader does not have: {unknown:?}");
 }

@@ -36,7 +36,11 @@ async fn metrics_follow_a_session() {
     assert_eq!(sample(&m0, "fengqiao_recordings_active"), Some(0.0));
     assert_eq!(sample(&m0, "fengqiao_recorder_packets_total"), Some(0.0));
     assert_eq!(sample(&m0, "fengqiao_recorder_queue_depth"), Some(0.0));
-    assert_eq!(sample(&m0, "fengqiao_nacks_in_total"), Some(0.0));
+    assert_eq!(sample(&m0, "fengqiao_deadlines_overdue"), Some(0.0), "an empty case store");
+    // The demo district: the gauge follows the case store's own count.
+    fengqiao_cases::load_demo_data(&srv.cases).await.unwrap();
+    let overdue = srv.cases.pending_deadlines(fengqiao_cases::Scope::All, true).await.unwrap().len();
+    assert_eq!(sample(&scrape().await, "fengqiao_deadlines_overdue"), Some(overdue as f64));
 
     let a = Client::join(&srv, "alice", token(&srv, "m-room", "alice", "甲")).await;
     let b = Client::join(&srv, "bob", token(&srv, "m-room", "bob", "乙")).await;
@@ -142,5 +146,87 @@ async fn metrics_follow_a_recording() {
     assert_eq!(sample(&scrape().await, "fengqiao_recorder_packets_total"), Some(p3), "nothing taps a stopped recording");
     m.leave().await;
     a.leave().await;
+    srv.shutdown().await;
+}
+
+/// A server disc-export job (`POST /api/disputes/{id}/disc-exports`) is counted
+/// by outcome with its duration. The case's recording is registered but its
+/// session folder has no signed manifest, so the job runs and fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_export_jobs() {
+    use serde_json::Value;
+    use std::collections::HashMap;
+    let (srv, _dir) = start_server(16).await;
+    let base = format!("http://{}", srv.http_addr);
+    let http = reqwest::Client::new();
+    let logins = fengqiao_cases::load_demo_data(&srv.cases).await.unwrap();
+    let mut cookie = HashMap::new();
+    for l in &logins {
+        let r = http.post(format!("{base}/api/auth/login")).json(&json!({"username": l.username, "password": l.password})).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let c = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        cookie.insert(l.role.as_str().to_owned(), c);
+    }
+    let call = |role: &str, post: bool, path: String, body: Option<Value>| {
+        let mut rq = if post { http.post(format!("{base}{path}")) } else { http.get(format!("{base}{path}")) };
+        rq = rq.header("cookie", cookie[role].clone());
+        if let Some(b) = body {
+            rq = rq.json(&b);
+        }
+        async move {
+            let r = rq.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (st, d) = call("triage", true, "/api/disputes".into(), Some(json!({"category": "neighbour", "description": "漏水",
+        "parties": [{"kind": "applicant", "name": "张三"}, {"kind": "respondent", "name": "李四"}]}))).await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["dispute"]["id"].as_i64().unwrap();
+    let (_, orgs) = call("admin", false, "/api/orgs".into(), None).await;
+    let org = orgs[0]["id"].as_i64().unwrap();
+    assert_eq!(call("triage", true, format!("/api/disputes/{id}/triage"), Some(json!({"org_id": org}))).await.0, 200);
+    let (_, meds) = call("org_admin", false, format!("/api/mediators?org_id={org}"), None).await;
+    let med = meds.as_array().unwrap().iter().find(|m| m["user_id"].is_i64()).unwrap()["id"].as_i64().unwrap();
+    assert_eq!(call("org_admin", true, format!("/api/disputes/{id}/accept"), Some(json!({"mediator_id": med}))).await.0, 200);
+    let (st, s) = call("mediator", true, format!("/api/disputes/{id}/sessions"),
+        Some(json!({"scheduled_at": "2026-12-01T09:00:00+08:00", "duration_minutes": 60}))).await;
+    assert!(st == 200 || st == 201, "{st} {s}");
+    let sid = s["session"]["id"].as_i64().unwrap();
+    let row = srv.cases.get_dispute(id).await.unwrap().unwrap();
+    let rec = fengqiao_cases::service::NewRecording {
+        file_path: format!("{sid}/audio/p1.wav"),
+        manifest_path: format!("{sid}/manifest.jsonl"),
+        integrity_sha256: "0".repeat(64),
+        media_type: "audio/wav".into(),
+        started_at: "2026-12-01T01:00:00Z".into(),
+        ended_at: "2026-12-01T01:30:00Z".into(),
+    };
+    // The file exists (the store checks) but the session has no signed manifest.
+    let wav = srv.cases.recordings_dir().join(&rec.file_path);
+    std::fs::create_dir_all(wav.parent().unwrap()).unwrap();
+    std::fs::write(&wav, vec![0u8; 4096]).unwrap();
+    srv.cases.add_recording(&fengqiao_cases::Actor::system(), &row, sid, &rec).await.unwrap();
+
+    let scrape = || async { reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap() };
+    let failed = r#"fengqiao_export_jobs_total{kind="export",outcome="failed"}"#;
+    assert_eq!(sample(&scrape().await, failed), None, "no job yet");
+    let (st, job) = call("clerk", true, format!("/api/disputes/{id}/disc-exports"), Some(json!({"media": "cd"}))).await;
+    assert_eq!(st, 202, "{job}");
+    let eid = job["export_id"].as_str().unwrap().to_owned();
+    let t = std::time::Instant::now();
+    loop {
+        let (_, j) = call("clerk", false, format!("/api/disc-exports/{eid}"), None).await;
+        if j["state"] != "running" {
+            assert_eq!(j["state"], "failed", "{j}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "the export never finished: {j}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The job's state is set after it is counted.
+    let m = scrape().await;
+    assert_eq!(sample(&m, failed), Some(1.0), "{m}");
+    assert_eq!(sample(&m, r#"fengqiao_export_job_duration_seconds_count{kind="export",outcome="failed"}"#), Some(1.0));
+    assert_eq!(sample(&m, r#"fengqiao_export_jobs_total{kind="export",outcome="done"}"#), None);
     srv.shutdown().await;
 }

@@ -314,7 +314,7 @@ async fn recorder_cpu_per_track() {
 /// with the case as a recording carrying the session's integrity check value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_recorded_case_session_is_registered_with_its_integrity_value() {
-    let (s, _data) = start_server(16).await;
+    let (s, _data) = start_server_with(|c| c.recorder.render_after_stop = true).await;
     fengqiao_cases::load_demo_data(&s.cases).await.expect("demo data");
     let store = &s.cases;
     let mut dispute = None;
@@ -372,11 +372,30 @@ async fn a_recorded_case_session_is_registered_with_its_integrity_value() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let sid = scheduled.session.id;
+    // The review video follows in the background, registered like the WAVs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let recs = loop {
+        let recs = store.dispute_detail(d.id).await.expect("dispute detail").recordings;
+        if recs.iter().any(|r| r.media_type == "video/mp4") {
+            break recs;
+        }
+        assert!(std::time::Instant::now() < deadline, "review video not registered within 120 s: {recs:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let review = recs.iter().find(|r| r.media_type == "video/mp4").unwrap();
+    assert_eq!(review.file_path, format!("{sid}/review/main.mp4"));
+    assert!(dir.join("review/main.mp4").is_file());
+    // The caucus got its own (confidential) video, which is not registered with the case.
+    assert!(dir.join("review/caucus-applicant-room.mp4").is_file(), "the side room's review video");
+    assert!(!recs.iter().any(|r| r.file_path.contains("caucus")), "caucus videos stay out of the case's recordings");
     for r in &recs {
         assert_eq!(r.session_id, sid);
         assert_eq!(r.integrity_sha256, head, "the recording carries the integrity check value");
-        assert_eq!(r.media_type, "audio/wav");
-        assert!(r.file_path.starts_with(&format!("{sid}/audio/")), "{}", r.file_path);
+        assert!(
+            (r.media_type == "audio/wav" && r.file_path.starts_with(&format!("{sid}/audio/")))
+                || (r.media_type == "video/mp4" && r.file_path == format!("{sid}/review/main.mp4")),
+            "{r:?}"
+        );
         assert!(r.size_bytes > 44, "{r:?}");
     }
     s.shutdown().await;

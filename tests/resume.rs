@@ -187,3 +187,48 @@ async fn without_a_window_a_drop_is_a_leave() {
     m.leave().await;
     srv.shutdown().await;
 }
+
+/// `resume` without `restart` while the old WebSocket is still open (a half-open
+/// connection the server has not noticed): the old one gets `closed {reason:"resumed"}`,
+/// the peer connection carries on untouched, and the others see no leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_without_restart_takes_over_the_signaling_only() {
+    let (srv, dir) = start_server_with(|c| c.media.resume_window_ms = WINDOW_MS).await;
+    let room = "takeover";
+    let a_tok = tok(&srv, room, "a1", Role::Applicant);
+    let m = Client::join(&srv, "m1", tok(&srv, room, "m1", Role::Mediator)).await;
+    let a = Client::join(&srv, "a1", a_tok.clone()).await;
+    wait_for("media both ways", T, || got_from(&m, "a1", VIDEO, &a) > 5 && a.count("m1", VIDEO) > 5).await;
+    let resume_token = a.joined["resume_token"].as_str().unwrap().to_owned();
+
+    let mut ws = ws_connect(&srv).await;
+    send_json(&mut ws, json!({"type": "resume", "v": 1, "token": a_tok, "resume_token": resume_token, "restart": false}))
+        .await;
+    let j = recv_json(&mut ws, T).await;
+    assert_eq!((j["type"].as_str(), j["resumed"].as_bool(), j["me"]["id"].as_str()), (Some("joined"), Some(true), Some("a1")), "{j}");
+    wait_for("the old connection to be told and closed", T, || {
+        a.saw(|v| v["type"] == "closed" && v["reason"] == "resumed") && a.ws_closed.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    // Same peer connection: a1's media keeps reaching m1, and m1's a1.
+    let (to_m, to_a) = (got_from(&m, "a1", AUDIO, &a), a.count("m1", AUDIO));
+    wait_for("media to go on over the old peer connection", T, || {
+        got_from(&m, "a1", AUDIO, &a) > to_m + 10 && a.count("m1", AUDIO) > to_a + 10
+    })
+    .await;
+    // The new signaling connection works (ping, mute) and the others never saw a leave.
+    send_json(&mut ws, json!({"type": "mute", "audio": true, "video": false})).await;
+    wait_for("m1 to get a1's mute over the new connection", T, || {
+        m.saw(|v| v["type"] == "mute" && v["id"] == "a1" && v["audio"] == true)
+    })
+    .await;
+    assert!(!left(&m, "a1"));
+    assert!(!m.saw(|v| v["type"] == "participant_reconnecting"), "the server never saw a drop");
+    let ev = events(dir.path());
+    assert_eq!(of(&ev, "a1", "resume").len(), 1, "{ev:?}");
+    assert!(of(&ev, "a1", "leave").is_empty(), "{ev:?}");
+    send_json(&mut ws, json!({"type": "leave"})).await;
+    wait_for("m1 to see a1 leave", T, || left(&m, "a1")).await;
+    m.leave().await;
+    srv.shutdown().await;
+}

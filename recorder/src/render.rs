@@ -379,7 +379,10 @@ impl Shared {
 /// timestamps restart (the live originals writer's segments each start near 0)
 /// follows the previous segment's end, or, if its `file_open` entry lies more
 /// than [`ANCHOR_GAP_MS`] later than that on the timeline (a pause at the
-/// cut), at offset + (its `file_open` − segment 0's `file_open`).
+/// cut), at offset + (its `file_open` − segment 0's `file_open`): the live
+/// recorder writes each `file_open` when the segment's first packet arrives
+/// (`docs/evidence.md` § Originals), while segment 0 keeps the `track`
+/// entry's sender-report offset.
 struct Placer {
     offset_ns: u64,
     opens: Vec<Option<u64>>,
@@ -393,7 +396,7 @@ struct Placer {
 
 /// A restarted segment is anchored by its `file_open` time only when that is
 /// this much later than where concatenation would put it (ms).
-const ANCHOR_GAP_MS: u64 = 1000;
+const ANCHOR_GAP_MS: u64 = 250;
 
 impl Placer {
     fn new(t: &TrackPlan) -> Self {
@@ -994,7 +997,7 @@ mod tests {
         p.place(S, S);
         p.start_segment(1);
         assert_eq!(p.place(0, S), 3 * S);
-        // …unless its file_open lies over a second later (a pause at the cut).
+        // …unless its file_open lies over 250 ms later (a pause at the cut).
         let mut p = Placer::new(&track(1000, vec![Some(1200), Some(6200)]));
         p.place(0, S);
         p.place(S, S);

@@ -38,7 +38,6 @@ use rtc::peer_connection::transport::{
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtcp::payload_feedbacks::full_intra_request::{FirEntry, FullIntraRequest};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
@@ -922,7 +921,8 @@ impl Engine {
                         s.removed_tokens.insert(token_id);
                     }
                 }
-                info!(room = %room_id, participant = %id, by = %actor, %reason, "removed");
+                // The mediator's free-text reason goes to the session event log, not the log.
+                info!(room = %room_id, participant = %id, by = %actor, "removed");
                 self.log(&room_id, &actor, "remove", |e| {
                     e.target = Some(id.to_string());
                     e.reason = Some(reason);
@@ -989,7 +989,7 @@ impl Engine {
                     }
                 });
                 let ev = ParticipantEvent::IdentityChecked { id, method, result, by: actor, still_sha256: sha };
-                self.to_mediators(&room_id, ev);
+                self.notify_mediators(&room_id, ev);
             }
             Control::WarnSham => {
                 if let Some(s) = self.sessions.get_mut(&room_id) {
@@ -1024,6 +1024,7 @@ impl Engine {
                 // Whoever comes back later waits again; removed invites stay removed.
                 if let Some(s) = self.sessions.get_mut(&room_id) {
                     s.people.clear();
+                    s.sham_acks = None;
                 }
             }
         }
@@ -1031,7 +1032,7 @@ impl Engine {
     }
 
     /// Sends `ev` to every admitted mediator of the room.
-    fn to_mediators(&mut self, room_id: &RoomId, ev: ParticipantEvent) {
+    fn notify_mediators(&mut self, room_id: &RoomId, ev: ParticipantEvent) {
         let mediators: Vec<TransportId> = self
             .rooms
             .get(room_id)
@@ -1066,7 +1067,7 @@ impl Engine {
         }
         info!(room = %room_id, participant = %pid, "sham-mediation warning acknowledged");
         self.log(&room_id, &pid, "ack_warning", |_| {});
-        self.to_mediators(&room_id, ParticipantEvent::WarningAcknowledged { id: pid });
+        self.notify_mediators(&room_id, ParticipantEvent::WarningAcknowledged { id: pid });
         Ok(())
     }
 
@@ -1731,10 +1732,6 @@ impl Engine {
                         None => pending.push((track, pkt)),
                     },
                     RTCMessage::RtcpPacket(track, pkts) => {
-                        let nacks = pkts.iter().filter(|p| p.as_any().is::<TransportLayerNack>()).count();
-                        if nacks > 0 {
-                            SfuStats::add(&self.stats.nacks_in, nacks as u64);
-                        }
                         if crate::tap::asks_for_keyframe(&pkts) {
                             kf.push(track);
                         } else if let Some((ssrc, ntp, rtp_ts)) = crate::tap::sender_report(&pkts) {
@@ -2238,7 +2235,8 @@ impl Engine {
                 if was_active {
                     sink.send(RecordMsg::Pause { session: sid, actor: Some(actor.clone()), reason: reason.clone(), time: now });
                 }
-                info!(room = %room_id, by = %actor, %reason, "recording paused");
+                // Free text (may name people): in the manifest and event log, not the log.
+                info!(room = %room_id, by = %actor, "recording paused");
                 self.log(&room_id, &actor, "record_pause", |e| e.reason = Some(reason));
                 self.rec_broadcast(&room_id);
             }
@@ -2385,7 +2383,9 @@ impl Engine {
             if let Some(sink) = &sink {
                 sink.send(RecordMsg::Pause { session, actor: None, reason: reason.clone(), time: now });
             }
-            info!(room = %room_id, %reason, "recording paused automatically");
+            // An automatic reason names participants by id only; a mediator's is free text.
+            let logged = if rec.manual_pause.is_some() { "mediator's pause (reason in the event log)" } else { reason.as_str() };
+            info!(room = %room_id, reason = %logged, "recording paused automatically");
             self.log(room_id, &ParticipantId::from("system"), "record_paused", |e| e.reason = Some(reason));
         }
     }

@@ -49,10 +49,6 @@ pub struct SfuStats {
     pub recorder_packets: AtomicU64,
     /// Sessions being recorded now (started and not stopped; paused ones count).
     pub recordings_active: AtomicU64,
-    /// RTCP Generic NACK packets (RFC 4585 transport-layer feedback) received
-    /// from subscribers, as the `rtc` stack surfaces them. The stack's NACK
-    /// responder answers them itself and does not report retransmissions.
-    pub nacks_in: AtomicU64,
     /// Join time: from the SFU accepting a join (the Transport is created when
     /// signaling's `join` is accepted) to the Transport's first ICE + DTLS
     /// `connected` state, seconds. Transports that never connect are not observed.

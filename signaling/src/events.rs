@@ -29,8 +29,15 @@ pub fn spawn_writer(sessions_dir: PathBuf) -> std::io::Result<EventSink> {
 
 fn run(dir: &Path, mut rx: mpsc::Receiver<SessionEvent>) {
     let mut files: HashMap<String, File> = HashMap::new();
-    while let Some(ev) = rx.blocking_recv() {
+    while let Some(mut ev) = rx.blocking_recv() {
         let folder = safe_name(&ev.session);
+        if let Some(jpeg) = ev.still_jpeg.take() {
+            let target = ev.target.clone().unwrap_or_default();
+            match store_still(&dir.join(&folder), &target, &jpeg) {
+                Ok(rel) => ev.still = Some(rel),
+                Err(e) => error!(session = %folder, "cannot store the identity still: {e}"),
+            }
+        }
         let line = line(&ev);
         if !files.contains_key(&folder) {
             let d = dir.join(&folder);
@@ -41,20 +48,41 @@ fn run(dir: &Path, mut rx: mpsc::Receiver<SessionEvent>) {
                     files.insert(folder.clone(), f);
                 }
                 Err(e) => {
-                    error!(session = %folder, "cannot open the session event log: {e}; event lost: {line}");
+                    error!(session = %folder, "cannot open the session event log: {e}; event lost: {} by {}", ev.action, ev.actor);
                     continue;
                 }
             }
         }
         let Some(f) = files.get_mut(&folder) else { continue };
         if let Err(e) = f.write_all(line.as_bytes()).and_then(|()| f.sync_data()) {
-            error!(session = %folder, "cannot write the session event log: {e}; event: {line}");
+            error!(session = %folder, "cannot write the session event log: {e}; event: {} by {}", ev.action, ev.actor);
             files.remove(&folder);
         }
         if files.len() > 256 {
             files.clear(); // long-running servers: do not hold every session's file open
         }
     }
+}
+
+/// Stores an identity-check still as `<session folder>/stills/<pid>-<n>.jpg` (n = 1, 2, …,
+/// never overwriting), fsynced; returns its path relative to the session folder.
+fn store_still(session_dir: &Path, pid: &str, jpeg: &[u8]) -> std::io::Result<String> {
+    let d = session_dir.join("stills");
+    std::fs::create_dir_all(&d)?;
+    let pid = safe_name(pid);
+    for n in 1..=100_000u32 {
+        let name = format!("{pid}-{n}.jpg");
+        match OpenOptions::new().write(true).create_new(true).open(d.join(&name)) {
+            Ok(mut f) => {
+                f.write_all(jpeg)?;
+                f.sync_all()?;
+                return Ok(format!("stills/{name}"));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("too many stills for one participant"))
 }
 
 /// One JSONL line, `t` first, newline-terminated.
@@ -138,6 +166,11 @@ mod tests {
             to: None,
             audio: None,
             video: None,
+            method: None,
+            result: None,
+            still: None,
+            still_sha256: None,
+            still_jpeg: None,
         };
         let l = line(&ev);
         assert!(l.starts_with("{\"t\":\"1970-01-01T00:00:00.000Z\",\"room\":\"r\""), "{l}");

@@ -169,6 +169,21 @@ pub enum ClientMessage {
     },
     /// Mediator: end the session for everyone.
     EndSession,
+    /// Mediator: record an identity check (`identity {id, method, result, still?}`).
+    Identity {
+        /// Whose identity.
+        id: String,
+        /// `id_document`, `face_comparison` or `known_person`.
+        method: String,
+        /// `verified` or `failed`.
+        result: String,
+        /// A still frame of their video: JPEG bytes (sent base64).
+        still: Option<Vec<u8>>,
+    },
+    /// Mediator: give the parties the sham-mediation (虚假调解) warning.
+    WarnSham,
+    /// A party acknowledges the sham-mediation warning.
+    AckWarning,
     /// Mediator: recording control (`record {action, reason?}`).
     Record {
         /// `start`, `pause`, `resume` or `stop`.
@@ -310,6 +325,35 @@ pub fn parse_client(text: &str) -> Result<ClientMessage, ParseError> {
         },
         "move" => ClientMessage::Move { id: field_str(&obj, "id", t)?, to: field_str(&obj, "to", t)? },
         "end_session" => ClientMessage::EndSession,
+        "identity" => {
+            let method = field_str(&obj, "method", t)?;
+            if !matches!(method.as_str(), "id_document" | "face_comparison" | "known_person") {
+                return Err(bad_field(t, "field `method` must be id_document, face_comparison or known_person".into()));
+            }
+            let result = field_str(&obj, "result", t)?;
+            if !matches!(result.as_str(), "verified" | "failed") {
+                return Err(bad_field(t, "field `result` must be verified or failed".into()));
+            }
+            let still = match obj.get("still") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(b64)) => {
+                    use base64::Engine as _;
+                    // A data: URL prefix (canvas.toDataURL) is accepted.
+                    let b64 = b64.strip_prefix("data:image/jpeg;base64,").unwrap_or(b64);
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .map_err(|_| bad_field(t, "field `still` must be base64".into()))?;
+                    if !bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+                        return Err(bad_field(t, "field `still` must be a JPEG image".into()));
+                    }
+                    Some(bytes)
+                }
+                Some(_) => return Err(bad_field(t, "field `still` must be a base64 string".into())),
+            };
+            ClientMessage::Identity { id: field_str(&obj, "id", t)?, method, result, still }
+        }
+        "warn_sham" => ClientMessage::WarnSham,
+        "ack_warning" => ClientMessage::AckWarning,
         "record" => {
             let action = field_str(&obj, "action", t)?;
             if !matches!(action.as_str(), "start" | "pause" | "resume" | "stop") {
@@ -437,6 +481,30 @@ pub enum ServerMessage {
         /// Who.
         id: String,
     },
+    /// Mediators: an identity check was recorded (and logged).
+    IdentityChecked {
+        /// Whose identity.
+        id: String,
+        /// `id_document`, `face_comparison` or `known_person`.
+        method: String,
+        /// `verified` or `failed`.
+        result: String,
+        /// The mediator who recorded it.
+        by: String,
+        /// SHA-256 (hex) of the still frame stored with it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        still_sha256: Option<String>,
+    },
+    /// Parties: the mediator's sham-mediation (虚假调解) warning; answer `ack_warning`.
+    ShamWarning {
+        /// The mediator who gave it.
+        by: String,
+    },
+    /// Mediators: a party acknowledged the sham-mediation warning.
+    WarningAcknowledged {
+        /// Who.
+        id: String,
+    },
     /// Someone's mute state.
     Mute {
         /// Who.
@@ -527,6 +595,28 @@ mod tests {
             parse_client(r#"{"type":"resume","v":1,"token":"t","resume_token":"r"}"#).unwrap(),
             ClientMessage::Resume { v: 1, token: "t".into(), resume_token: "r".into(), restart: false }
         );
+        assert_eq!(
+            parse_client(r#"{"type":"identity","id":"a1","method":"known_person","result":"verified","still":"/9j/4A=="}"#)
+                .unwrap(),
+            ClientMessage::Identity {
+                id: "a1".into(),
+                method: "known_person".into(),
+                result: "verified".into(),
+                still: Some(vec![0xff, 0xd8, 0xff, 0xe0])
+            }
+        );
+        for (m, field) in [
+            (r#"{"type":"identity","id":"a1","method":"dna","result":"verified"}"#, "method"),
+            (r#"{"type":"identity","id":"a1","method":"id_document","result":"maybe"}"#, "result"),
+            (r#"{"type":"identity","id":"a1","method":"id_document","result":"failed","still":"iVBORw0K"}"#, "still"),
+            (r#"{"type":"identity","id":"a1","method":"id_document","result":"failed","still":"!!"}"#, "still"),
+            (r#"{"type":"identity","method":"id_document","result":"failed"}"#, "id"),
+        ] {
+            let e = parse_client(m).unwrap_err();
+            assert!(e.code == ErrorCode::BadField && e.message.contains(field), "{m}: {e:?}");
+        }
+        assert_eq!(parse_client(r#"{"type":"warn_sham"}"#).unwrap(), ClientMessage::WarnSham);
+        assert_eq!(parse_client(r#"{"type":"ack_warning"}"#).unwrap(), ClientMessage::AckWarning);
         let e = parse_client(r#"{"type":"resume","v":1,"token":"t"}"#).unwrap_err();
         assert!(e.code == ErrorCode::BadField && e.message.contains("resume_token"), "{e:?}");
         let e = parse_client(r#"{"type":"resume","v":1,"token":"t","resume_token":"r","restart":1}"#).unwrap_err();

@@ -343,6 +343,13 @@ impl Connection {
                         to: if to == "main" { None } else { Some(to.clone()) },
                     }),
                     ClientMessage::EndSession => Some(Control::EndSession),
+                    ClientMessage::WarnSham => Some(Control::WarnSham),
+                    ClientMessage::Identity { id, method, result, still } => Some(Control::Identity {
+                        id: id.as_str().into(),
+                        method: method.clone(),
+                        result: result.clone(),
+                        still: still.as_ref().map(|jpeg| (std::sync::Arc::new(jpeg.clone()), sha256_hex(jpeg))),
+                    }),
                     _ => None,
                 };
                 if let Some(c) = control {
@@ -384,6 +391,11 @@ impl Connection {
                             out.push(sfu_error(e, "record"));
                         }
                     }
+                    ClientMessage::AckWarning => {
+                        if let Err(e) = sfu.ack_warning(t).await {
+                            out.push(sfu_error(e, "ack_warning"));
+                        }
+                    }
                     ClientMessage::Consent { accept } => {
                         if let Err(e) = sfu.consent(t, accept).await {
                             out.push(sfu_error(e, "consent"));
@@ -404,6 +416,8 @@ impl Connection {
                     | ClientMessage::MuteOther { .. }
                     | ClientMessage::Remove { .. }
                     | ClientMessage::Move { .. }
+                    | ClientMessage::Identity { .. }
+                    | ClientMessage::WarnSham
                     | ClientMessage::EndSession => {}
                 }
             }
@@ -425,6 +439,9 @@ fn type_name(m: &ClientMessage) -> &'static str {
         ClientMessage::Remove { .. } => "remove",
         ClientMessage::Move { .. } => "move",
         ClientMessage::EndSession => "end_session",
+        ClientMessage::Identity { .. } => "identity",
+        ClientMessage::WarnSham => "warn_sham",
+        ClientMessage::AckWarning => "ack_warning",
         ClientMessage::Record { .. } => "record",
         ClientMessage::Consent { .. } => "consent",
         ClientMessage::Leave => "leave",
@@ -439,6 +456,14 @@ fn event_message(ev: ParticipantEvent) -> (ServerMessage, bool) {
         ParticipantEvent::Left { id } => (ServerMessage::ParticipantLeft { id: id.to_string() }, false),
         ParticipantEvent::Reconnecting { id } => (ServerMessage::ParticipantReconnecting { id: id.to_string() }, false),
         ParticipantEvent::Resumed { id } => (ServerMessage::ParticipantResumed { id: id.to_string() }, false),
+        ParticipantEvent::IdentityChecked { id, method, result, by, still_sha256 } => (
+            ServerMessage::IdentityChecked { id: id.to_string(), method, result, by: by.to_string(), still_sha256 },
+            false,
+        ),
+        ParticipantEvent::ShamWarning { by } => (ServerMessage::ShamWarning { by: by.to_string() }, false),
+        ParticipantEvent::WarningAcknowledged { id } => {
+            (ServerMessage::WarningAcknowledged { id: id.to_string() }, false)
+        }
         ParticipantEvent::Muted { id, audio, video } => {
             (ServerMessage::Mute { id: id.to_string(), audio, video }, false)
         }
@@ -478,4 +503,13 @@ where
     // ServerMessage holds only strings, numbers and enums: serialising cannot fail.
     let text = serde_json::to_string(m).expect("server message serialises");
     tx.send(Message::Text(text.into())).await.map_err(|_| ())
+}
+
+/// SHA-256 of `data`, 64 lowercase hex digits.
+fn sha256_hex(data: &[u8]) -> String {
+    use std::fmt::Write as _;
+    ring::digest::digest(&ring::digest::SHA256, data).as_ref().iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }

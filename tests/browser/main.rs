@@ -57,6 +57,7 @@ fn main() {
         if b == "chromium" {
             cases.push((format!("waiting_room_admit_and_caucus_{b}"), b, 1));
             cases.push((format!("recorded_session_speech_{b}"), b, 2));
+            cases.push((format!("identity_warning_and_resume_{b}"), b, 3));
         }
     }
     if let Ok(only) = std::env::var("FQ_BROWSER_CASES") {
@@ -70,6 +71,7 @@ fn main() {
                 match which {
                     1 => waiting_room(b).await,
                     2 => recorded_session(b).await,
+                    3 => identity_and_resume(b).await,
                     _ => two_tabs(b).await,
                 }
             };
@@ -223,6 +225,7 @@ async fn start_server() -> Result<(Running, tempfile::TempDir), String> {
     let mut cfg = fengqiao::config::Config::default();
     cfg.data_dir = dir.path().to_path_buf();
     cfg.media.max_participants = 2;
+    cfg.recorder.render_after_stop = false; // no background render between cases
     cfg.server.http_addr = format!("{NS_IP}:0").parse().unwrap();
     cfg.media.bind_ip = NS_IP.parse().unwrap();
     cfg.media.udp_port = 0;
@@ -484,6 +487,129 @@ async fn waiting_room(browser: &str) -> Result<(), String> {
     sees(party, "m1", 0, Duration::from_secs(10)).await?;
     sees(med, "a1", 0, Duration::from_secs(10)).await?;
     let _ = (f_party, f_med);
+    for c in tabs {
+        let _ = c.close().await;
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+/// The event log of session `sess` under `dir`, one JSON value per line.
+fn event_log(dir: &std::path::Path, sess: &str) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("sessions").join(sess).join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits until some event-log line satisfies `pred`.
+async fn logged(dir: &std::path::Path, sess: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Result<Value, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = event_log(dir, sess).into_iter().find(|v| pred(v)) {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("event log never had {what}: {:?}", event_log(dir, sess)));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Issue 5 in the page: the mediator records an identity check with a still of the
+/// party's video (clicking `identity-check` on the tile), gives the sham-mediation
+/// warning, the party acknowledges it (`ack-warning`), the mediator's tile shows it.
+/// Then the party's WebSocket and peer connection die (as on a network change): the
+/// page resumes by itself with its resume token and a new peer connection, and media
+/// flows again both ways without the mediator's page ever losing the party.
+async fn identity_and_resume(browser: &str) -> Result<(), String> {
+    let (server, dir) = start_server().await?;
+    let drivers = [start_driver(browser).await?, start_driver(browser).await?];
+    let profiles = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (room, sess) = ("browser-identity", "sess-browser-identity");
+    let people = [("m1", "王调解员", Role::Mediator), ("a1", "张三", Role::Applicant)];
+    let mut tabs = Vec::new();
+    for (i, (pid, name, role)) in people.iter().enumerate() {
+        let profile = if i == 0 { profiles.0.path() } else { profiles.1.path() };
+        let c = open(browser, &drivers[i], profile, &server.public_url).await?;
+        let mut claims = server::claims(room, pid, name, *role, 3600);
+        claims.admitted = true;
+        claims.session_id = Some(sess.into());
+        c.goto(&server.invite_url(&claims)).await.map_err(|e| format!("goto: {e}"))?;
+        tabs.push(c);
+    }
+    let (med, party) = (&tabs[0], &tabs[1]);
+    for c in &tabs {
+        click(c, "[data-action=join]:not([disabled])", Duration::from_secs(15)).await?;
+    }
+    sees(med, "a1", 5, Duration::from_secs(20)).await?;
+    sees(party, "m1", 5, Duration::from_secs(20)).await?;
+
+    // Identity check with a still frame of a1's video.
+    med.execute(
+        "document.querySelector('.tile[data-tile=a1] select[data-role=identity-method]').value = 'face_comparison'; return true",
+        vec![],
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    click(med, ".tile[data-tile=a1] [data-action=identity-check]", Duration::from_secs(5)).await?;
+    let line = logged(dir.path(), sess, "an identity line", |v| v["action"] == "identity").await?;
+    if line["target"] != "a1" || line["method"] != "face_comparison" || line["result"] != "verified" || line["actor"] != "m1" {
+        return Err(format!("identity line: {line}"));
+    }
+    let still = line["still"].as_str().ok_or_else(|| format!("no still in {line}"))?;
+    let jpeg = std::fs::read(dir.path().join("sessions").join(sess).join(still)).map_err(|e| format!("{still}: {e}"))?;
+    let sha: String = ring::digest::digest(&ring::digest::SHA256, &jpeg).as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    if !jpeg.starts_with(&[0xff, 0xd8, 0xff]) || jpeg.len() < 2000 || line["still_sha256"] != sha.as_str() {
+        return Err(format!("still {still}: {} bytes, logged {line}", jpeg.len()));
+    }
+    med.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css(".tile[data-tile=a1] .identity-tag[data-identity=verified]"))
+        .await
+        .map_err(|e| format!("the mediator's tile shows no identity result: {e}"))?;
+
+    // Sham-mediation warning and its acknowledgement.
+    click(med, "[data-action=warn-sham]:not([hidden])", Duration::from_secs(5)).await?;
+    click(party, "#sham-warning:not([hidden]) [data-action=ack-warning]", Duration::from_secs(5)).await?;
+    med.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css(".tile[data-tile=a1] .ack-tag"))
+        .await
+        .map_err(|e| format!("the mediator does not see a1's acknowledgement: {e}"))?;
+    logged(dir.path(), sess, "a1's ack_warning", |v| v["action"] == "ack_warning" && v["actor"] == "a1").await?;
+    shot(med, browser, "identity-warning-mediator").await;
+
+    // The party's connection dies: WebSocket first, then the peer connection.
+    party
+        .execute("window.fq.state.ws.close(); setTimeout(() => window.fq.state.pc.close(), 300); return true", vec![])
+        .await
+        .map_err(|e| e.to_string())?;
+    logged(dir.path(), sess, "a1's resume", |v| v["action"] == "resume" && v["actor"] == "a1").await?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ok = party
+            .execute("return !window.fq.state.resuming && !!window.fq.state.pc && window.fq.state.pc.connectionState === 'connected'", vec![])
+            .await
+            .map_err(|e| e.to_string())?;
+        if ok == Value::Bool(true) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("the party's page did not reconnect its media".into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let f_med = stats(med).await?["a1"]["framesDecoded"].as_u64().unwrap_or(0);
+    sees(med, "a1", f_med + 20, Duration::from_secs(15)).await?;
+    sees(party, "m1", 5, Duration::from_secs(15)).await?;
+    med.find(Locator::Css(".tile[data-tile=a1]")).await.map_err(|e| format!("a1's tile went away: {e}"))?;
+    let ev = event_log(dir.path(), sess);
+    if ev.iter().any(|v| v["action"] == "leave" && v["actor"] == "a1") {
+        return Err(format!("a1 left: {ev:?}"));
+    }
+    shot(party, browser, "resumed-party").await;
     for c in tabs {
         let _ = c.close().await;
     }

@@ -46,6 +46,8 @@ pub async fn start_server_with(tweak: impl FnOnce(&mut fengqiao::config::Config)
     cfg.data_dir = dir.path().to_path_buf();
     cfg.server.http_addr = "127.0.0.1:0".parse().unwrap();
     cfg.media.udp_port = 0;
+    // Review videos are rendered only where a test asks (they cost seconds of CPU).
+    cfg.recorder.render_after_stop = false;
     tweak(&mut cfg);
     let _ = tracing_subscriber_init();
     (server::start(cfg).await.expect("server starts"), dir)

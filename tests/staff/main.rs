@@ -55,7 +55,7 @@ fn main() {
     let name = "staff_pages_walk_one_dispute_end_to_end_chromium";
     println!("test {name} ...");
     let r = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(170), walk()).await.unwrap_or_else(|_| Err("timed out after 170 s".into()))
+        tokio::time::timeout(Duration::from_secs(240), walk()).await.unwrap_or_else(|_| Err("timed out after 240 s".into()))
     });
     match r {
         Ok(()) => {
@@ -221,6 +221,8 @@ fn check(cond: bool, what: impl Into<String>) -> R<()> {
 async fn start_server() -> R<(Running, tempfile::TempDir)> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut cfg = fengqiao::config::Config::default();
+    // The walk renders the review video itself, in step; no background render beside it.
+    cfg.recorder.render_after_stop = false;
     cfg.data_dir = dir.path().to_path_buf();
     cfg.server.http_addr = format!("{NS_IP}:0").parse().unwrap();
     cfg.media.bind_ip = NS_IP.parse().unwrap();

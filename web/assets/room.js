@@ -45,6 +45,11 @@ const I18N = {
       resume_expired: "连接中断时间过长，您已离开调解会议。请重新打开邀请链接加入。",
     },
     participantReconnecting: "连接中断，正在重连…",
+    shamTitle: "虚假调解风险告知", shamAck: "我已知悉", warnSham: "虚假调解告知", shamAcked: "已确认告知",
+    shamText: "请如实陈述纠纷事实。当事人之间恶意串通，企图通过调解侵害国家利益、社会公共利益或者他人合法权益的，属于虚假调解：调解协议不予司法确认，并可依法追究法律责任。",
+    idCheck: "记录身份核验", idStill: "截取画面", idVerified: "身份已核验", idFailed: "身份核验未通过",
+    idMethods: { id_document: "出示身份证件", face_comparison: "人脸比对", known_person: "熟识人员" },
+    idResults: { verified: "核验通过", failed: "核验未通过" },
   },
   en: {
     brand: "Fengqiao Online Mediation", joinTitle: "Join the mediation session", youJoinAs: "You join as",
@@ -88,6 +93,11 @@ const I18N = {
       resume_expired: "The connection was lost for too long and you left the session. Open the invite link again to rejoin.",
     },
     participantReconnecting: "Connection lost, reconnecting…",
+    shamTitle: "Warning against sham mediation", shamAck: "I understand", warnSham: "Sham-mediation warning", shamAcked: "acknowledged the warning",
+    shamText: "State the facts of the dispute truthfully. Parties who collude to harm the state, the public interest or others' lawful rights through mediation commit sham mediation: the agreement will not be judicially confirmed, and they may be held legally liable.",
+    idCheck: "Record identity check", idStill: "capture frame", idVerified: "identity verified", idFailed: "identity check failed",
+    idMethods: { id_document: "ID document", face_comparison: "face comparison", known_person: "known person" },
+    idResults: { verified: "verified", failed: "failed" },
   },
 };
 const LANG = new URLSearchParams(location.search).get("lang") === "en" ? "en" : "zh";
@@ -307,6 +317,7 @@ function modControls(el, pid, self) {
         if (reason !== null) send({ type: "remove", id: pid, reason });
       }),
     );
+    box.append(identityControls(el, pid));
   }
   const sel = document.createElement("select");
   sel.dataset.role = "move-target";
@@ -317,6 +328,61 @@ function modControls(el, pid, self) {
   }
   box.append(sel, button(t("move"), "move", pid, () => send({ type: "move", id: pid, to: sel.value })));
   el.appendChild(box);
+}
+
+// Identity check (the mediator's, per tile): method, result, and optionally a still of
+// the participant's current video frame (canvas → JPEG, small enough for one message).
+function identityControls(el, pid) {
+  const wrap = document.createElement("span");
+  wrap.className = "identity-controls";
+  const pick = (role, options) => {
+    const sel = document.createElement("select");
+    sel.dataset.role = role;
+    for (const [v, label] of Object.entries(options)) {
+      const o = document.createElement("option");
+      o.value = v; o.textContent = label;
+      sel.appendChild(o);
+    }
+    return sel;
+  };
+  const method = pick("identity-method", t("idMethods"));
+  const result = pick("identity-result", t("idResults"));
+  const still = document.createElement("input");
+  still.type = "checkbox"; still.checked = true; still.dataset.role = "identity-still";
+  const stillLabel = document.createElement("label");
+  stillLabel.append(still, document.createTextNode(t("idStill")));
+  wrap.append(method, result, stillLabel, button(t("idCheck"), "identity-check", pid, () => {
+    const msg = { type: "identity", id: pid, method: method.value, result: result.value };
+    if (still.checked) {
+      const frame = captureStill(el.querySelector("video"));
+      if (frame) msg.still = frame;
+    }
+    send(msg);
+  }));
+  return wrap;
+}
+
+// A JPEG data URL of the video's current frame, at most 640 px wide and under 60 000
+// characters (the signaling limit is 64 KiB), or null without a frame.
+function captureStill(video) {
+  if (!video || !video.videoWidth) return null;
+  const scale = Math.min(1, 640 / video.videoWidth);
+  const c = document.createElement("canvas");
+  c.width = Math.round(video.videoWidth * scale); c.height = Math.round(video.videoHeight * scale);
+  c.getContext("2d").drawImage(video, 0, 0, c.width, c.height);
+  for (let q = 0.85; q > 0.1; q -= 0.15) {
+    const url = c.toDataURL("image/jpeg", q);
+    if (url.length < 60000) return url;
+  }
+  return null;
+}
+
+function tileBadge(pid, cls, text) {
+  const el = document.querySelector(`.tile[data-tile="${CSS.escape(pid)}"] .label`);
+  if (!el) return;
+  let b = el.querySelector("." + cls);
+  if (!b) { b = document.createElement("span"); b.className = cls; el.appendChild(b); }
+  b.textContent = text;
 }
 
 // Who is shown: a party sees the people of their own room only; the mediator sees all,
@@ -421,6 +487,7 @@ async function handle(msg) {
       $("waiting-notice").hidden = !state.waiting;
       $("waiting-panel").hidden = !isMediator();
       $("end-session").hidden = !isMediator();
+      $("warn-sham").hidden = !isMediator();
       $("record-panel").hidden = !isMediator();
       for (const p of msg.participants) { state.participants.set(p.id, p); tile(p.id, p.name, p.role, false); }
       const self = tile(msg.me.id, msg.me.name, msg.me.role, true);
@@ -429,6 +496,18 @@ async function handle(msg) {
       if (renew) await startPeer();
       break;
     }
+    case "identity_checked": {
+      tileBadge(msg.id, "identity-tag", msg.result === "verified" ? t("idVerified") : t("idFailed"));
+      const tag = document.querySelector(`.tile[data-tile="${CSS.escape(msg.id)}"] .identity-tag`);
+      if (tag) { tag.dataset.identity = msg.result; tag.title = `${t("idMethods")[msg.method] || msg.method}${msg.still_sha256 ? " · SHA-256 " + msg.still_sha256 : ""}`; }
+      break;
+    }
+    case "sham_warning":
+      $("sham-warning").hidden = false;
+      break;
+    case "warning_acknowledged":
+      tileBadge(msg.id, "ack-tag", t("shamAcked"));
+      break;
     case "participant_reconnecting":
     case "participant_resumed": {
       const el = document.querySelector(`.tile[data-tile="${CSS.escape(msg.id)}"]`);
@@ -671,6 +750,11 @@ $("toggle-camera").addEventListener("click", () => {
   $("toggle-camera").setAttribute("aria-pressed", String(state.videoMuted));
   $("toggle-camera").textContent = state.videoMuted ? t("cameraOnBtn") : t("cameraOffBtn");
   send({ type: "mute", audio: state.audioMuted, video: state.videoMuted });
+});
+$("warn-sham").addEventListener("click", () => send({ type: "warn_sham" }));
+document.querySelector("[data-action=ack-warning]").addEventListener("click", () => {
+  send({ type: "ack_warning" });
+  $("sham-warning").hidden = true;
 });
 $("end-session").addEventListener("click", () => {
   if (window.confirm(t("confirmEnd"))) send({ type: "end_session" });

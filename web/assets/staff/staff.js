@@ -530,6 +530,7 @@ async function pageReview(main) {
     const lane = (key, who, segs, cls) => h("div", { class: "lane", "data-lane": key },
       h("span", { class: "who", title: who }, who),
       h("div", { class: "track", "data-action": "seek", "data-target": key, onclick: seek },
+        h("div", { class: "playhead", style: `left:${(100 * Number(tl.dataset.playMs || 0)) / T}%` }),
         segs.map(([a, b, why]) => h("div", { class: `seg ${cls}`, title: why || `${fmtMs(a)}–${fmtMs(b)}`, style: `left:${(100 * a) / T}%;width:${(100 * Math.max(b - a, 0)) / T}%`, "data-from": a, "data-to": b }))));
     put(tl, ...v.lanes.map((l) => lane(l.pid, `${l.name}（${role(l.role)}）`, l.segments, "")),
       pauses.length ? lane("pauses", L("暂停", "Paused"), pauses, "pause") : null,
@@ -538,7 +539,11 @@ async function pageReview(main) {
   drawTl();
   if (player.tagName === "VIDEO") {
     player.addEventListener("loadedmetadata", drawTl);
-    player.addEventListener("timeupdate", () => { tl.dataset.playMs = String(Math.round(player.currentTime * 1000)); });
+    player.addEventListener("timeupdate", () => {
+      tl.dataset.playMs = String(Math.round(player.currentTime * 1000));
+      const left = `${(100 * player.currentTime * 1000) / total()}%`;
+      $$(".playhead", tl).forEach((p) => (p.style.left = left));
+    });
   }
   const result = h("div", { id: "verify-result" });
   const verifyBtn = h("button", { class: "primary", "data-action": "verify", disabled: !v.recorded, onclick: (ev) => act(ev.target, async () => {
