@@ -612,12 +612,25 @@ fn decoded_video_secs(path: &Path) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// A `fengqiao serve` process in a fresh folder with `room` being recorded.
+struct Recorded {
+    dir: tempfile::TempDir,
+    server: Server,
+    m: common::Client,
+    a: common::Client,
+}
+
+async fn recorded_server(room: &str) -> Recorded {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, ws) = tokio::task::block_in_place(|| serve_recording(dir.path()));
+    let (m, a) = recorded_pair(dir.path(), &ws, room).await;
+    Recorded { dir, server, m, a }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_during_recording_leaves_verifiable_evidence() {
-    let dir = tempfile::tempdir().unwrap();
     let room = "crash-room";
-    let (mut s, ws) = tokio::task::block_in_place(|| serve_recording(dir.path()));
-    let (m, a) = recorded_pair(dir.path(), &ws, room).await;
+    let Recorded { dir, server: mut s, m, a } = recorded_server(room).await;
     // One closed 10 s segment per track, and an open one.
     tokio::time::sleep(Duration::from_secs(14)).await;
     let session = dir.path().join("data/sessions").join(room);
@@ -666,10 +679,8 @@ async fn kill_9_during_recording_leaves_verifiable_evidence() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_closes_recordings_as_interrupted_and_exits_0() {
-    let dir = tempfile::tempdir().unwrap();
     let room = "term-room";
-    let (mut s, ws) = tokio::task::block_in_place(|| serve_recording(dir.path()));
-    let (m, a) = recorded_pair(dir.path(), &ws, room).await;
+    let Recorded { dir, server: mut s, m, a } = recorded_server(room).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let t0 = Instant::now();
     let st = tokio::task::block_in_place(|| s.terminate());
