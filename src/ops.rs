@@ -34,16 +34,17 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
-/// Labels of `fengqiao_export_jobs_total` / `fengqiao_export_job_duration_seconds`.
+/// Labels of `fengqiao_jobs_total` / `fengqiao_job_duration_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobLabels {
-    /// `export` (disc export through `/api/disputes/{id}/disc-exports`).
+    /// `export` (disc export through `/api/disputes/{id}/disc-exports`, `src/export_api.rs`)
+    /// or `render` (review video after a recording stops, `src/recording.rs`).
     pub kind: String,
     /// `done` or `failed`.
     pub outcome: String,
 }
 
-/// Server-side job metrics (disc exports run by `src/export_api.rs`). Process-wide:
+/// Server-side job metrics (disc exports, review renders). Process-wide:
 /// the job code reaches them through [`job_finished`].
 struct JobMetrics {
     jobs: Family<JobLabels, Counter>,
@@ -60,7 +61,7 @@ fn job_metrics() -> &'static JobMetrics {
     })
 }
 
-/// Counts one finished server job: `kind` is `export`, `ok` its outcome
+/// Counts one finished server job: `kind` is `export` or `render`, `ok` its outcome
 /// (`done`/`failed`), `took` its wall time (observed in seconds).
 pub fn job_finished(kind: &str, ok: bool, took: std::time::Duration) {
     let labels = JobLabels { kind: kind.into(), outcome: if ok { "done" } else { "failed" }.into() };
@@ -177,10 +178,10 @@ impl Ops {
             http_seconds.clone(),
         );
         let jobs = job_metrics();
-        registry.register("fengqiao_export_jobs", "Server disc-export jobs finished, by outcome", jobs.jobs.clone());
+        registry.register("fengqiao_jobs", "Server jobs finished (kind: export = disc export, render = review video), by outcome", jobs.jobs.clone());
         registry.register(
-            "fengqiao_export_job_duration_seconds",
-            "Server disc-export job wall time, by outcome, seconds",
+            "fengqiao_job_duration_seconds",
+            "Server job wall time (kind: export, render), by outcome, seconds",
             jobs.seconds.clone(),
         );
         let deadlines_overdue = Gauge::default();

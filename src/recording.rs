@@ -104,7 +104,9 @@ fn spawn_renderer(
             let opts = fengqiao_recorder::render::RenderOptions::new(key);
             while let Ok(r) = rx.recv() {
                 let t = std::time::Instant::now();
-                match fengqiao_recorder::render::render(&r.dir, &opts, |_| {}) {
+                let rendered = fengqiao_recorder::render::render(&r.dir, &opts, |_| {});
+                crate::ops::job_finished("render", rendered.is_ok(), t.elapsed());
+                match rendered {
                     Ok(files) => {
                         info!(session = %r.session_id, outputs = files.len(), took_ms = t.elapsed().as_millis() as u64, "review video rendered");
                         if files.iter().any(|f| f.path == "review/main.mp4") {

@@ -208,7 +208,7 @@ async fn metrics_count_export_jobs() {
     srv.cases.add_recording(&fengqiao_cases::Actor::system(), &row, sid, &rec).await.unwrap();
 
     let scrape = || async { reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap() };
-    let failed = r#"fengqiao_export_jobs_total{kind="export",outcome="failed"}"#;
+    let failed = r#"fengqiao_jobs_total{kind="export",outcome="failed"}"#;
     assert_eq!(sample(&scrape().await, failed), None, "no job yet");
     let (st, job) = call("clerk", true, format!("/api/disputes/{id}/disc-exports"), Some(json!({"media": "cd"}))).await;
     assert_eq!(st, 202, "{job}");
@@ -226,7 +226,7 @@ async fn metrics_count_export_jobs() {
     // The job's state is set after it is counted.
     let m = scrape().await;
     assert_eq!(sample(&m, failed), Some(1.0), "{m}");
-    assert_eq!(sample(&m, r#"fengqiao_export_job_duration_seconds_count{kind="export",outcome="failed"}"#), Some(1.0));
-    assert_eq!(sample(&m, r#"fengqiao_export_jobs_total{kind="export",outcome="done"}"#), None);
+    assert_eq!(sample(&m, r#"fengqiao_job_duration_seconds_count{kind="export",outcome="failed"}"#), Some(1.0));
+    assert_eq!(sample(&m, r#"fengqiao_jobs_total{kind="export",outcome="done"}"#), None);
     srv.shutdown().await;
 }

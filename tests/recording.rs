@@ -400,3 +400,55 @@ async fn a_recorded_case_session_is_registered_with_its_integrity_value() {
     }
     s.shutdown().await;
 }
+
+/// A party's connection drops during a recording and resumes on a new peer
+/// connection (new SSRCs, sequence numbers and RTP times): the recorder closes the
+/// old tracks and records the continuation as new ones; the record verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resume_during_recording_starts_new_tracks() {
+    let (s, data) = start_server_with(|c| c.media.resume_window_ms = 10_000).await;
+    let room = "rec-resume";
+    let m = Client::join_real(&s, "m1", token_as(&s, room, "m1", Role::Mediator), RealMedia::tone(700.0)).await;
+    let a_tok = token(&s, room, "a1", "张三");
+    let a = Client::join_real(&s, "a1", a_tok.clone(), RealMedia::tone(440.0)).await;
+    let resume_token = a.joined["resume_token"].as_str().expect("a resume token").to_owned();
+    wait_for("connected", Duration::from_secs(15), || {
+        m.connected.load(Ordering::SeqCst) && a.connected.load(Ordering::SeqCst)
+    })
+    .await;
+    m.send(json!({"type": "record", "action": "start"})).await;
+    recording_state(&a, "paused").await;
+    a.send(json!({"type": "consent", "answer": "accept"})).await;
+    recording_state(&m, "recording").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.vanish().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let first = json!({"type": "resume", "v": 1, "token": a_tok, "resume_token": resume_token, "restart": true});
+    let a2 = Client::join_with(&ws_url(&s), "a1", first, Some(RealMedia::tone(440.0))).await;
+    assert_eq!(a2.joined["resumed"], true, "{}", a2.joined);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    m.send(json!({"type": "record", "action": "stop"})).await;
+    recording_state(&m, "stopped").await;
+    let dir = data.path().join("sessions").join(room);
+    let key = EvidenceKey::load(&data.path().join("keys")).unwrap();
+    let report = verify(&dir, key.public_key());
+    assert!(report.is_ok(), "verify: {report}");
+    let entries = manifest(&dir);
+    let a_tracks: Vec<String> = entries
+        .iter()
+        .filter(|e| e["type"] == "track" && e["pid"] == "a1")
+        .map(|e| e["track"].as_str().unwrap().to_owned())
+        .collect();
+    for t in ["tracks/a1-audio-0", "tracks/a1-audio-1", "tracks/a1-video-0", "tracks/a1-video-1"] {
+        assert!(a_tracks.iter().any(|x| x == t), "{t} in {a_tracks:?}");
+    }
+    // a1's WAV holds the tone before the drop and after the resume.
+    let wa = wav(&dir.join("audio/a1.wav"));
+    let len_ms = wa.len() as f64 / 48.0;
+    let before = slice_ms(&wa, len_ms - 6000.0, len_ms - 5000.0);
+    let after = slice_ms(&wa, len_ms - 1500.0, len_ms - 500.0);
+    for (w, when) in [(before, "before the drop"), (after, "after the resume")] {
+        assert!(goertzel(w, 48_000.0, 440.0) > 100.0 * goertzel(w, 48_000.0, 700.0), "a1's tone {when}");
+    }
+    s.shutdown().await;
+}

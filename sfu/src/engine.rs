@@ -1382,6 +1382,15 @@ impl Engine {
                 p.last_keyframe_request = None;
                 p.keyframe_request_deferred = false;
                 p.rec_needs_keyframe = kind == RtpCodecKind::Video;
+                // A new source (SSRC, sequence and RTP time start afresh): the recorder
+                // closes the track it had and records what follows as a new track.
+                if std::mem::take(&mut p.rec_seen) {
+                    if let (Some(sink), Some(rec)) =
+                        (&self.recorder, self.sessions.get(&p.room).and_then(|s| s.rec.as_ref()))
+                    {
+                        sink.send(RecordMsg::TrackEnded { session: rec.session.clone(), producer: pid });
+                    }
+                }
                 for c in p.consumers.iter_mut() {
                     c.rebase = true;
                     c.needs_keyframe = kind == RtpCodecKind::Video;
