@@ -68,7 +68,7 @@ pub fn spawn(
     };
     let rt = tokio::runtime::Handle::current();
     let renders = if cfg.recorder.render_after_stop {
-        Some(spawn_renderer(key.public_key().clone(), cases.clone(), rt.clone())?)
+        Some(spawn_renderer(*key.public_key(), cases.clone(), rt.clone())?)
     } else {
         None
     };

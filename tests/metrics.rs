@@ -90,11 +90,16 @@ async fn metrics_follow_a_session() {
 }
 
 /// A recorded session moves `recordings_active` and `recorder_packets`; nothing is
-/// dropped on an idle machine; stopping brings `recordings_active` back to 0.
+/// dropped on an idle machine; stopping brings `recordings_active` back to 0, and
+/// the review render that follows is counted as a `render` job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_follow_a_recording() {
     use common::media::RealMedia;
-    let (srv, _dir) = start_server_with(|c| c.recorder.segment_secs = 10).await;
+    let (srv, _dir) = start_server_with(|c| {
+        c.recorder.segment_secs = 10;
+        c.recorder.render_after_stop = true;
+    })
+    .await;
     let url = format!("http://{}/metrics", srv.http_addr);
     let scrape = || async { reqwest::get(&url).await.unwrap().text().await.unwrap() };
     let room = "m-rec";
@@ -144,6 +149,19 @@ async fn metrics_follow_a_recording() {
     let p3 = sample(&m3, "fengqiao_recorder_packets_total").unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sample(&scrape().await, "fengqiao_recorder_packets_total"), Some(p3), "nothing taps a stopped recording");
+    // The review video is rendered in the background and counted as a job.
+    let rendered = r#"fengqiao_jobs_total{kind="render",outcome="done"}"#;
+    let t = std::time::Instant::now();
+    let m4 = loop {
+        let m = scrape().await;
+        if sample(&m, rendered).is_some() || t.elapsed() > Duration::from_secs(120) {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(sample(&m4, rendered), Some(1.0), "{m4}");
+    assert_eq!(sample(&m4, r#"fengqiao_job_duration_seconds_count{kind="render",outcome="done"}"#), Some(1.0));
+    assert!(sample(&m4, r#"fengqiao_job_duration_seconds_sum{kind="render",outcome="done"}"#).unwrap() > 0.0);
     m.leave().await;
     a.leave().await;
     srv.shutdown().await;

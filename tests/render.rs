@@ -4,16 +4,17 @@
 //! written with `ManifestWriter`; the MP4s are decoded back with GStreamer
 //! (qtdemux, avdec_h264, faad) and checked by their pixels and samples.
 
+mod common;
+
 use fengqiao_recorder::render::{render, RenderOptions};
 use fengqiao_recorder::{Body, EvidenceKey, FileStatus, ManifestWriter, SessionHeader, Timestamp, TrackKind};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 
-const BIN: &str = env!("CARGO_BIN_EXE_fengqiao");
 
 /// 2026-11-29T16:00:00.000Z, the timeline zero of session A.
 const T0: i64 = 1_795_968_000_000;
@@ -356,19 +357,7 @@ fn render_session_with_pause_and_caucus() {
 
 /// The binary with a clean `FENGQIAO_*` environment and `data_dir` = `dir/data`.
 fn fengqiao(dir: &Path, args: &[&str]) -> Output {
-    let mut c = Command::new(BIN);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("FENGQIAO_") {
-            c.env_remove(k);
-        }
-    }
-    c.args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("FENGQIAO_DATA_DIR", dir.join("data"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run fengqiao")
+    common::run_fengqiao(dir, args)
 }
 
 fn mp4s(dir: &Path) -> Vec<String> {

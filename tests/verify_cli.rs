@@ -1,28 +1,17 @@
 //! `fengqiao keys export` and `fengqiao verify <session-dir>` (docs/evidence.md):
 //! the real binary on session folders made with the recorder crate.
 
+mod common;
+
 use fengqiao_recorder::{Body, EvidenceKey, FileStatus, ManifestWriter, SessionHeader, Timestamp, TrackKind};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 
-const BIN: &str = env!("CARGO_BIN_EXE_fengqiao");
 
 /// The binary with a clean `FENGQIAO_*` environment and `data_dir` = `dir/data`.
 fn fengqiao(dir: &Path, args: &[&str]) -> Output {
-    let mut c = Command::new(BIN);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("FENGQIAO_") {
-            c.env_remove(k);
-        }
-    }
-    c.args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("FENGQIAO_DATA_DIR", dir.join("data"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run fengqiao")
+    common::run_fengqiao(dir, args)
 }
 
 fn stdout(o: &Output) -> String {

@@ -414,7 +414,7 @@ impl TrackWriter {
     pub fn finish(mut self, timeout: Duration) -> Result<Vec<SegmentEvent>, RecorderError> {
         let _ = self.current.src.end_of_stream();
         let deadline = std::time::Instant::now() + timeout;
-        let current = std::mem::replace(&mut self.closing, Vec::new());
+        let current = std::mem::take(&mut self.closing);
         let mut all = current;
         // The current segment last, so its Closed event comes last.
         let last = Segment {

@@ -2261,7 +2261,7 @@ impl Engine {
                 self.rec_broadcast(&room_id);
             }
             RecordAction::Stop => {
-                if !session.rec.as_ref().is_some_and(|r| !r.stopped) {
+                if session.rec.as_ref().is_none_or(|r| r.stopped) {
                     return Err(SfuError::WrongState("not recording"));
                 }
                 self.log(&room_id, &actor, "record_stop", |_| {});

@@ -106,3 +106,25 @@ impl SfuStats {
         c.store(n, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn join_histogram_buckets_and_sum() {
+        let h = JoinHistogram::default();
+        h.observe(Duration::from_millis(10)); // ≤ 0.05
+        h.observe(Duration::from_millis(500)); // ≤ 0.5 (bounds are inclusive)
+        h.observe(Duration::from_millis(501)); // ≤ 1.0
+        h.observe(Duration::from_secs(100)); // +Inf
+        let (sum, count, buckets) = h.snapshot();
+        assert_eq!(count, 4);
+        assert!((sum - 101.011).abs() < 1e-9, "{sum}");
+        assert_eq!(buckets.len(), JOIN_BUCKETS.len() + 1);
+        let at = |le: f64| buckets.iter().find(|(b, _)| *b == le).unwrap().1;
+        assert_eq!((at(0.05), at(0.5), at(1.0), at(f64::INFINITY)), (1, 1, 1, 1));
+        assert_eq!(buckets.iter().map(|(_, c)| c).sum::<u64>(), 4, "not cumulative");
+    }
+}

@@ -32,6 +32,24 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState,
 };
 
+/// Runs the `fengqiao` binary with `args` to completion, in `dir`, with a clean
+/// `FENGQIAO_*` environment and `data_dir` = `dir/data`.
+pub fn run_fengqiao(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_fengqiao"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("FENGQIAO_") {
+            c.env_remove(k);
+        }
+    }
+    c.args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("FENGQIAO_DATA_DIR", dir.join("data"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run fengqiao")
+}
+
 pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Starts a real server on loopback with free ports and a temp data folder.
