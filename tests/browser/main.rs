@@ -66,16 +66,24 @@ fn main() {
     for (name, b, which) in &cases {
         let (name, b) = (name.as_str(), *b);
         println!("test {name} ...");
-        let r = rt.block_on(async {
-            let run = async {
-                match which {
-                    1 => waiting_room(b).await,
-                    2 => recorded_session(b).await,
-                    3 => identity_and_resume(b).await,
-                    _ => two_tabs(b).await,
-                }
-            };
-            tokio::time::timeout(Duration::from_secs(120), run).await.unwrap_or_else(|_| Err("timed out after 120 s".into()))
+        let once = || {
+            rt.block_on(async {
+                let run = async {
+                    match which {
+                        1 => waiting_room(b).await,
+                        2 => recorded_session(b).await,
+                        3 => identity_and_resume(b).await,
+                        _ => two_tabs(b).await,
+                    }
+                };
+                tokio::time::timeout(Duration::from_secs(120), run).await.unwrap_or_else(|_| Err("timed out after 120 s".into()))
+            })
+        };
+        // Headless browsers on a loaded 2-core machine: a case gets one second try,
+        // and the first failure is printed so a flaky case stays visible.
+        let r = once().or_else(|e| {
+            println!("test {name} ... failed once, trying again: {e}");
+            once()
         });
         match r {
             Ok(()) => {
@@ -220,6 +228,41 @@ async fn open_with(
         .map_err(|e| format!("{browser} session: {e}"))
 }
 
+/// The mediator m1 (王调解员) and the applicant a1 (张三), each in a tab of its own
+/// browser (driver and profile), opened at their invite URLs. `claims` adjusts each
+/// invite (pre-admitted, session id); `extra` are the first tab's extra browser
+/// arguments; `query` is appended to the invite URLs.
+struct Tabs {
+    tabs: Vec<Client>,
+    _drivers: [Driver; 2],
+    _profiles: (tempfile::TempDir, tempfile::TempDir),
+}
+
+const PEOPLE: [(&str, &str, Role); 2] = [("m1", "王调解员", Role::Mediator), ("a1", "张三", Role::Applicant)];
+
+async fn open_tabs(
+    browser: &str,
+    server: &Running,
+    room: &str,
+    claims: impl Fn(&mut fengqiao_signaling::invite::InviteClaims),
+    extra: &[String],
+    query: &str,
+) -> Result<Tabs, String> {
+    // One driver per tab: geckodriver serves a single session.
+    let drivers = [start_driver(browser).await?, start_driver(browser).await?];
+    let profiles = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut tabs = Vec::new();
+    for (i, (pid, name, role)) in PEOPLE.iter().enumerate() {
+        let profile = if i == 0 { profiles.0.path() } else { profiles.1.path() };
+        let c = open_with(browser, &drivers[i], profile, &server.public_url, if i == 0 { extra } else { &[] }).await?;
+        let mut cl = server::claims(room, pid, name, *role, 3600);
+        claims(&mut cl);
+        c.goto(&format!("{}{query}", server.invite_url(&cl))).await.map_err(|e| format!("goto: {e}"))?;
+        tabs.push(c);
+    }
+    Ok(Tabs { tabs, _drivers: drivers, _profiles: profiles })
+}
+
 async fn start_server() -> Result<(Running, tempfile::TempDir), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut cfg = fengqiao::config::Config::default();
@@ -247,22 +290,11 @@ async fn shot(c: &Client, browser: &str, name: &str) {
 
 async fn two_tabs(browser: &str) -> Result<(), String> {
     let (server, _dir) = start_server().await?;
-    // One driver per tab: geckodriver serves a single session.
-    let drivers = [start_driver(browser).await?, start_driver(browser).await?];
-    let profiles = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let people = PEOPLE;
+    // Pre-admitted: this flow is about media, not the waiting room.
     let room = "browser-room";
-    let people = [("m1", "王调解员", Role::Mediator), ("a1", "张三", Role::Applicant)];
-    let mut tabs = Vec::new();
-    for (i, (pid, name, role)) in people.iter().enumerate() {
-        let profile = if i == 0 { profiles.0.path() } else { profiles.1.path() };
-        let c = open(browser, &drivers[i], profile, &server.public_url).await?;
-        // Pre-admitted: this flow is about media, not the waiting room.
-        let mut claims = server::claims(room, pid, name, *role, 3600);
-        claims.admitted = true;
-        let url = server.invite_url(&claims);
-        c.goto(&url).await.map_err(|e| format!("goto: {e}"))?;
-        tabs.push(c);
-    }
+    let t = open_tabs(browser, &server, room, |c| c.admitted = true, &[], "").await?;
+    let tabs = &t.tabs[..];
     // Lobby: preview running, join enabled; the invited name is shown.
     for (c, (_, name, _)) in tabs.iter().zip(people.iter()) {
         let join = match c.wait().at_most(Duration::from_secs(15)).for_element(Locator::Css("[data-action=join]:not([disabled])")).await {
@@ -281,7 +313,7 @@ async fn two_tabs(browser: &str) -> Result<(), String> {
     }
     shot(&tabs[0], browser, "lobby").await;
     let t_click = Instant::now();
-    for c in &tabs {
+    for c in tabs {
         c.find(Locator::Css("[data-action=join]")).await.map_err(|e| e.to_string())?.click().await.map_err(|e| e.to_string())?;
     }
     // Within 15 s each tab decodes the other's video and receives audio.
@@ -384,7 +416,7 @@ async fn two_tabs(browser: &str) -> Result<(), String> {
         .await
         .map_err(|e| format!("tile of the leaver stayed: {e}"))?;
     for c in tabs {
-        let _ = c.close().await;
+        let _ = c.clone().close().await;
     }
     server.shutdown().await;
     Ok(())
@@ -424,20 +456,10 @@ async fn click(c: &Client, css: &str, within: Duration) -> Result<(), String> {
 /// (the party no longer sees the mediator's tile) and back.
 async fn waiting_room(browser: &str) -> Result<(), String> {
     let (server, _dir) = start_server().await?;
-    let drivers = [start_driver(browser).await?, start_driver(browser).await?];
-    let profiles = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let room = "browser-waiting";
-    let people = [("m1", "王调解员", Role::Mediator), ("a1", "张三", Role::Applicant)];
-    let mut tabs = Vec::new();
-    for (i, (pid, name, role)) in people.iter().enumerate() {
-        let profile = if i == 0 { profiles.0.path() } else { profiles.1.path() };
-        let c = open(browser, &drivers[i], profile, &server.public_url).await?;
-        let url = server.invite_url(&server::claims(room, pid, name, *role, 3600)); // not pre-admitted
-        c.goto(&url).await.map_err(|e| format!("goto: {e}"))?;
-        tabs.push(c);
-    }
+    let t = open_tabs(browser, &server, "browser-waiting", |_| {}, &[], "").await?; // not pre-admitted
+    let tabs = &t.tabs[..];
     let (med, party) = (&tabs[0], &tabs[1]);
-    for c in &tabs {
+    for c in tabs {
         click(c, "[data-action=join]:not([disabled])", Duration::from_secs(15)).await?;
     }
     // The party sees the waiting notice and its own preview; the mediator the list.
@@ -488,7 +510,7 @@ async fn waiting_room(browser: &str) -> Result<(), String> {
     sees(med, "a1", 0, Duration::from_secs(10)).await?;
     let _ = (f_party, f_med);
     for c in tabs {
-        let _ = c.close().await;
+        let _ = c.clone().close().await;
     }
     server.shutdown().await;
     Ok(())
@@ -525,22 +547,15 @@ async fn logged(dir: &std::path::Path, sess: &str, what: &str, pred: impl Fn(&Va
 /// flows again both ways without the mediator's page ever losing the party.
 async fn identity_and_resume(browser: &str) -> Result<(), String> {
     let (server, dir) = start_server().await?;
-    let drivers = [start_driver(browser).await?, start_driver(browser).await?];
-    let profiles = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (room, sess) = ("browser-identity", "sess-browser-identity");
-    let people = [("m1", "王调解员", Role::Mediator), ("a1", "张三", Role::Applicant)];
-    let mut tabs = Vec::new();
-    for (i, (pid, name, role)) in people.iter().enumerate() {
-        let profile = if i == 0 { profiles.0.path() } else { profiles.1.path() };
-        let c = open(browser, &drivers[i], profile, &server.public_url).await?;
-        let mut claims = server::claims(room, pid, name, *role, 3600);
-        claims.admitted = true;
-        claims.session_id = Some(sess.into());
-        c.goto(&server.invite_url(&claims)).await.map_err(|e| format!("goto: {e}"))?;
-        tabs.push(c);
-    }
+    let set = |c: &mut fengqiao_signaling::invite::InviteClaims| {
+        c.admitted = true;
+        c.session_id = Some(sess.into());
+    };
+    let t = open_tabs(browser, &server, room, set, &[], "").await?;
+    let tabs = &t.tabs[..];
     let (med, party) = (&tabs[0], &tabs[1]);
-    for c in &tabs {
+    for c in tabs {
         click(c, "[data-action=join]:not([disabled])", Duration::from_secs(15)).await?;
     }
     sees(med, "a1", 5, Duration::from_secs(20)).await?;
@@ -611,7 +626,7 @@ async fn identity_and_resume(browser: &str) -> Result<(), String> {
     }
     shot(party, browser, "resumed-party").await;
     for c in tabs {
-        let _ = c.close().await;
+        let _ = c.clone().close().await;
     }
     server.shutdown().await;
     Ok(())
@@ -715,21 +730,11 @@ async fn recorded_session(browser: &str) -> Result<(), String> {
         return Err("resampling the speech failed".into());
     }
     let (server, dir) = start_server().await?;
-    let drivers = [start_driver(browser).await?, start_driver(browser).await?];
-    let profiles = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let room = "browser-recorded";
-    let people = [("m1", "王调解员", Role::Mediator), ("a1", "张三", Role::Applicant)];
-    let mut tabs = Vec::new();
-    for (i, (pid, name, role)) in people.iter().enumerate() {
-        let profile = if i == 0 { profiles.0.path() } else { profiles.1.path() };
-        let extra = if i == 0 { vec![format!("--use-file-for-fake-audio-capture={}", speech.display())] } else { vec![] };
-        let c = open_with(browser, &drivers[i], profile, &server.public_url, &extra).await?;
-        let mut claims = server::claims(room, pid, name, *role, 3600);
-        claims.admitted = true;
-        c.goto(&format!("{}?rawaudio=1", server.invite_url(&claims))).await.map_err(|e| format!("goto: {e}"))?;
-        tabs.push(c);
-    }
-    for c in &tabs {
+    let fake_mic = [format!("--use-file-for-fake-audio-capture={}", speech.display())];
+    let t = open_tabs(browser, &server, room, |c| c.admitted = true, &fake_mic, "?rawaudio=1").await?;
+    let tabs = &t.tabs[..];
+    for c in tabs {
         click(c, "[data-action=join]:not([disabled])", Duration::from_secs(15)).await?;
     }
     sees(&tabs[1], "m1", 0, Duration::from_secs(15)).await?;
@@ -753,7 +758,7 @@ async fn recorded_session(browser: &str) -> Result<(), String> {
     tokio::time::sleep(Duration::from_secs(20)).await;
     click(&tabs[0], "[data-action=record-stop]", Duration::from_secs(5)).await?;
     let mut values = Vec::new();
-    for c in &tabs {
+    for c in tabs {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let v = c.execute("const r = window.fq.recording(); return r && r.integrity ? document.getElementById('integrity-value').textContent : null", vec![]).await.map_err(|e| e.to_string())?;
@@ -794,7 +799,7 @@ async fn recorded_session(browser: &str) -> Result<(), String> {
         return Err(format!("recorded speech correlates {corr:.3} with the source (< 0.8)"));
     }
     for c in tabs {
-        let _ = c.close().await;
+        let _ = c.clone().close().await;
     }
     server.shutdown().await;
     Ok(())
