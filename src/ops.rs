@@ -103,7 +103,7 @@ impl Collector for SfuCollector {
             let g = ConstGauge::new(v as i64);
             g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 11] = [
+        let counters: [(&str, &str, u64); 12] = [
             ("fengqiao_media_datagrams_in", "Datagrams received on the media port", SfuStats::get(&s.datagrams_in)),
             ("fengqiao_media_bytes_in", "Bytes received on the media port", SfuStats::get(&s.bytes_in)),
             ("fengqiao_media_datagrams_out", "Datagrams sent from the media port", SfuStats::get(&s.datagrams_out)),
@@ -112,6 +112,7 @@ impl Collector for SfuCollector {
             ("fengqiao_rtp_packets_out", "RTP packets forwarded to Consumers", SfuStats::get(&s.rtp_out)),
             ("fengqiao_keyframe_requests_in", "PLI/FIR received from subscribers", SfuStats::get(&s.keyframe_requests_in)),
             ("fengqiao_keyframe_requests_out", "PLI/FIR sent to publishers", SfuStats::get(&s.keyframe_requests_out)),
+            ("fengqiao_nack_packets_in", "Packets subscribers asked to be retransmitted (RTCP generic NACK, RFC 4585 6.2.1); answered from the send history", fengqiao_sfu::tap::nack_packets_in()),
             ("fengqiao_transport_failures", "Transports closed by ICE/DTLS failure", SfuStats::get(&s.transport_failures)),
             ("fengqiao_recorder_packets", "RTP packets handed to the recorder", SfuStats::get(&s.recorder_packets)),
             ("fengqiao_recorder_dropped", "Recorded packets dropped because the recorder queue was full", SfuStats::get(&s.recorder_dropped)),

@@ -106,6 +106,11 @@ async fn lost_video_is_repaired_upstream_and_downstream() {
         gaps(&rx.seqs[&key], 20).is_empty()
     })
     .await;
+    // Bob's NACKs for the downstream losses reached the SFU and are counted (/metrics
+    // `fengqiao_nack_packets_in`): at least one packet per datagram the relay dropped
+    // downstream was asked for again.
+    let nacked = fengqiao_sfu::tap::nack_packets_in();
+    assert!(nacked >= 5, "NACKed packets counted at the SFU: {nacked}");
     // The SFU terminates RTCP and reports reception itself (RFC 3550 §6.4.2).
     wait_for("the SFU's receiver reports at the publisher", Duration::from_secs(10), || {
         a.receiver_reports.load(Ordering::SeqCst) >= 2

@@ -363,7 +363,7 @@ async fn a_recorded_case_session_is_registered_with_its_integrity_value() {
         "moves are on the record"
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let recs = loop {
+    let wavs = loop {
         let recs = store.dispute_detail(d.id).await.expect("dispute detail").recordings;
         if recs.len() >= 2 {
             break recs;
@@ -371,6 +371,7 @@ async fn a_recorded_case_session_is_registered_with_its_integrity_value() {
         assert!(std::time::Instant::now() < deadline, "recordings not registered within 10 s: {recs:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    assert!(wavs.iter().all(|r| r.media_type == "audio/wav"), "the WAVs come first, at stop: {wavs:?}");
     let sid = scheduled.session.id;
     // The review video follows in the background, registered like the WAVs.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);

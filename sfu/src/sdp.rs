@@ -181,7 +181,7 @@ pub fn peer_connection_with_timeouts(
     register_codecs(&mut me).map_err(err)?;
     let registry = register_default_interceptors(Registry::new(), &mut me)
         .map_err(err)?
-        .with(Slot::from(TAP_SLOT), KeyframeRequestTap::new(crate::tap::sfu_wants));
+        .with(Slot::from(TAP_SLOT), KeyframeRequestTap::sfu());
     let setting = SettingEngineBuilder::new()
         .with_lite(true)
         .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())

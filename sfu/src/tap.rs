@@ -24,6 +24,8 @@ pub const TAP_SLOT: usize = 14_000;
 /// [`RtcpTap::new`] to see other feedback the SFU sends them, e.g. receiver reports.
 pub struct RtcpTap {
     wanted: fn(&[Box<dyn rtc::rtcp::Packet>]) -> bool,
+    /// Count the packets inbound NACKs ask for (the SFU's own chain only).
+    count_nacks: bool,
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
 }
@@ -34,7 +36,13 @@ pub type KeyframeRequestTap = RtcpTap;
 impl RtcpTap {
     /// A tap delivering the compound packets for which `wanted` is true.
     pub fn new(wanted: fn(&[Box<dyn rtc::rtcp::Packet>]) -> bool) -> Self {
-        Self { wanted, reads: VecDeque::new(), writes: VecDeque::new() }
+        Self { wanted, count_nacks: false, reads: VecDeque::new(), writes: VecDeque::new() }
+    }
+
+    /// The SFU's tap: [`sfu_wants`] reaches the application, and every inbound generic
+    /// NACK is counted ([`nack_packets_in`]) before the NACK responder answers it.
+    pub fn sfu() -> Self {
+        Self { count_nacks: true, ..Self::new(sfu_wants) }
     }
 }
 
@@ -51,6 +59,25 @@ pub fn asks_for_keyframe(pkts: &[Box<dyn rtc::rtcp::Packet>]) -> bool {
         let any = p.as_any();
         any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
     })
+}
+
+static NACK_PACKETS_IN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Packets subscribers asked to be retransmitted with generic NACKs (RFC 4585
+/// §6.2.1: each NACK pair names a packet id plus up to 16 more in its bitmask), over
+/// every Transport of this process since start. The NACK responder answers them
+/// from its send history; `rtc` 0.21 does not report how many it could resend.
+pub fn nack_packets_in() -> u64 {
+    NACK_PACKETS_IN.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count_nacks(pkts: &[Box<dyn rtc::rtcp::Packet>]) -> u64 {
+    use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+    pkts.iter()
+        .filter_map(|p| p.as_any().downcast_ref::<TransportLayerNack>())
+        .flat_map(|n| n.nacks.iter())
+        .map(|pair| 1 + u64::from(pair.lost_packets.count_ones()))
+        .sum()
 }
 
 /// What the SFU's own chain delivers: keyframe requests, and sender reports
@@ -80,6 +107,12 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpTap {
             if tracing::enabled!(tracing::Level::TRACE) {
                 for p in pkts {
                     tracing::trace!(rtcp = ?p.header().packet_type, ssrcs = ?p.destination_ssrc(), "inbound RTCP");
+                }
+            }
+            if self.count_nacks {
+                let n = count_nacks(pkts);
+                if n > 0 {
+                    NACK_PACKETS_IN.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                 }
             }
             if (self.wanted)(pkts) {
