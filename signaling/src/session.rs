@@ -7,7 +7,7 @@
 //! A bad message gets `{"type":"error",...}` and changes nothing else: the
 //! connection, the Transport and the room carry on.
 
-use crate::invite::{unix_now, InviteKey};
+use crate::invite::{unix_now, InviteClaims, InviteKey};
 use crate::protocol::{
     parse_client, ClientMessage, ErrorCode, ServerMessage, HARD_MAX_MESSAGE, PROTOCOL_VERSION, RATE_BURST,
     RATE_PER_SEC,
@@ -177,6 +177,34 @@ impl Connection {
         }
     }
 
+    /// The checks `join` and `resume` share: not joined yet, the protocol version, the
+    /// invite token (HMAC, expiry), and the event channel. `re` names the message.
+    fn first_message(
+        &self,
+        re: &'static str,
+        v: u32,
+        token: &str,
+        ev_tx: &Option<mpsc::Sender<ParticipantEvent>>,
+    ) -> Result<(InviteClaims, mpsc::Sender<ParticipantEvent>), ServerMessage> {
+        if self.joined.is_some() {
+            return Err(error(ErrorCode::AlreadyJoined, "this connection has joined already", Some(re)));
+        }
+        if v != PROTOCOL_VERSION {
+            return Err(error(
+                ErrorCode::BadVersion,
+                format!("protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}"),
+                Some(re),
+            ));
+        }
+        let claims = match self.state.key.verify(token, unix_now()) {
+            Ok(c) => c,
+            Err(SignalingError::ExpiredToken) => return Err(error(ErrorCode::TokenExpired, "the invite has expired", Some(re))),
+            Err(e) => return Err(error(ErrorCode::BadToken, e.to_string(), Some(re))),
+        };
+        let events = ev_tx.clone().ok_or_else(|| error(ErrorCode::Internal, "connection cannot join again", Some(re)))?;
+        Ok((claims, events))
+    }
+
     async fn handle(
         &mut self,
         msg: ClientMessage,
@@ -186,32 +214,12 @@ impl Connection {
         let sfu = self.state.sfu.clone();
         match msg {
             ClientMessage::Join { v, token } => {
-                if self.joined.is_some() {
-                    out.push(error(ErrorCode::AlreadyJoined, "this connection has joined already", Some("join")));
-                    return Flow::Continue;
-                }
-                if v != PROTOCOL_VERSION {
-                    out.push(error(
-                        ErrorCode::BadVersion,
-                        format!("protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}"),
-                        Some("join"),
-                    ));
-                    return Flow::Continue;
-                }
-                let claims = match self.state.key.verify(&token, unix_now()) {
-                    Ok(c) => c,
-                    Err(SignalingError::ExpiredToken) => {
-                        out.push(error(ErrorCode::TokenExpired, "the invite has expired", Some("join")));
-                        return Flow::Continue;
-                    }
+                let (claims, events) = match self.first_message("join", v, &token, ev_tx) {
+                    Ok(x) => x,
                     Err(e) => {
-                        out.push(error(ErrorCode::BadToken, e.to_string(), Some("join")));
+                        out.push(e);
                         return Flow::Continue;
                     }
-                };
-                let Some(events) = ev_tx.clone() else {
-                    out.push(error(ErrorCode::Internal, "connection cannot join again", Some("join")));
-                    return Flow::Continue;
                 };
                 let room = RoomId::from(claims.room.as_str());
                 let participant = ParticipantId::from(claims.pid.as_str());
@@ -257,32 +265,12 @@ impl Connection {
                 }
             }
             ClientMessage::Resume { v, token, resume_token, restart } => {
-                if self.joined.is_some() {
-                    out.push(error(ErrorCode::AlreadyJoined, "this connection has joined already", Some("resume")));
-                    return Flow::Continue;
-                }
-                if v != PROTOCOL_VERSION {
-                    out.push(error(
-                        ErrorCode::BadVersion,
-                        format!("protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}"),
-                        Some("resume"),
-                    ));
-                    return Flow::Continue;
-                }
-                let claims = match self.state.key.verify(&token, unix_now()) {
-                    Ok(c) => c,
-                    Err(SignalingError::ExpiredToken) => {
-                        out.push(error(ErrorCode::TokenExpired, "the invite has expired", Some("resume")));
-                        return Flow::Continue;
-                    }
+                let (claims, events) = match self.first_message("resume", v, &token, ev_tx) {
+                    Ok(x) => x,
                     Err(e) => {
-                        out.push(error(ErrorCode::BadToken, e.to_string(), Some("resume")));
+                        out.push(e);
                         return Flow::Continue;
                     }
-                };
-                let Some(events) = ev_tx.clone() else {
-                    out.push(error(ErrorCode::Internal, "connection cannot join again", Some("resume")));
-                    return Flow::Continue;
                 };
                 let room = RoomId::from(claims.room.as_str());
                 let participant = ParticipantId::from(claims.pid.as_str());

@@ -19,31 +19,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const NS_IP: &str = "10.99.0.1";
-
-fn sh(cmd: &str) {
-    let st = Command::new("sh").arg("-c").arg(cmd).status().expect("sh runs");
-    assert!(st.success(), "namespace setup failed: {cmd}");
-}
+#[path = "../common/netns.rs"]
+mod netns;
+use netns::NS_IP;
 
 fn main() {
-    if std::env::var_os("FQ_IN_NETNS").is_none() {
-        let exe = std::env::current_exe().expect("own path");
-        let st = Command::new("unshare")
-            .arg("-n")
-            .arg("--")
-            .arg(exe)
-            .env("FQ_IN_NETNS", "1")
-            .status()
-            .expect("unshare runs (needs root or user namespaces)");
-        std::process::exit(st.code().unwrap_or(1));
-    }
-    sh("ip link set lo up");
-    sh("ip link add fq0 type veth peer name fq1");
-    sh(&format!("ip addr add {NS_IP}/24 dev fq0"));
-    sh("ip addr add 10.99.0.2/24 dev fq1");
-    sh("ip link set fq0 up && ip link set fq1 up");
-    sh("ip route add default via 10.99.0.2");
+    netns::enter();
 
     if let Ok(filter) = std::env::var("FQ_TEST_LOG") {
         let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).try_init();

@@ -25,32 +25,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const NS_IP: &str = "10.99.0.1";
+#[path = "../common/netns.rs"]
+mod netns;
+use netns::NS_IP;
 type R<T> = Result<T, String>;
 
-fn sh(cmd: &str) {
-    let st = Command::new("sh").arg("-c").arg(cmd).status().expect("sh runs");
-    assert!(st.success(), "namespace setup failed: {cmd}");
-}
-
 fn main() {
-    if std::env::var_os("FQ_IN_NETNS").is_none() {
-        let exe = std::env::current_exe().expect("own path");
-        let st = Command::new("unshare")
-            .arg("-n")
-            .arg("--")
-            .arg(exe)
-            .env("FQ_IN_NETNS", "1")
-            .status()
-            .expect("unshare runs (needs root or user namespaces)");
-        std::process::exit(st.code().unwrap_or(1));
-    }
-    sh("ip link set lo up");
-    sh("ip link add fq0 type veth peer name fq1");
-    sh(&format!("ip addr add {NS_IP}/24 dev fq0"));
-    sh("ip addr add 10.99.0.2/24 dev fq1");
-    sh("ip link set fq0 up && ip link set fq1 up");
-    sh("ip route add default via 10.99.0.2");
+    netns::enter();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let name = "staff_pages_walk_one_dispute_end_to_end_chromium";
     println!("test {name} ...");
