@@ -17,7 +17,8 @@ test_pkgs=(chromium chromium-driver firefox-esr fonts-wqy-microhei iproute2 util
   espeak-ng  # tests/browser: a speech WAV as Chromium's fake microphone (recording correlation)
   gstreamer1.0-libav  # tests/render.rs: avdec_h264 decodes the review video (openh264dec is baseline only)
   janus)            # bench/tests/smoke.rs: one tiny scenario against Janus 1.1.2's videoroom
-bench_pkgs=(janus iproute2 util-linux linux-perf valgrind)  # scripts/bench.sh (make bench)
+bench_pkgs=(janus iproute2 util-linux linux-perf valgrind  # scripts/bench.sh (make bench)
+  chromium chromium-driver)  # its join-time step (tests/browser/join_time.rs)
 
 pkgs=("${run_pkgs[@]}")
 [ "$what" = test ] && pkgs+=("${test_pkgs[@]}")

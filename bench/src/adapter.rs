@@ -75,7 +75,15 @@ pub trait Adapter: Send + Sync {
 pub struct Fengqiao {
     pub ws_url: String,
     pub key: InviteKey,
+    /// The server's name in the reports: [`OURS`], or [`BASELINE`] for an older build
+    /// measured beside it (`loadgen --baseline-bin`).
+    pub label: &'static str,
 }
+
+/// Report name of our server built from the working tree.
+pub const OURS: &str = "fengqiao";
+/// Report name of our server from `--baseline-bin` (the before of a before/after).
+pub const BASELINE: &str = "baseline";
 
 impl Fengqiao {
     fn token(&self, room: &str, pid: &str) -> String {
@@ -119,7 +127,7 @@ async fn send_json(ws: &mut Ws, v: Value) -> anyhow::Result<()> {
 #[async_trait]
 impl Adapter for Fengqiao {
     fn name(&self) -> &'static str {
-        "fengqiao"
+        self.label
     }
 
     async fn join(

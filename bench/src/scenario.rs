@@ -298,6 +298,8 @@ pub struct Median {
     pub held: bool,
     /// Ours ÷ Janus of the median CPU-µs per forwarded packet (on the `ours` row).
     pub cpu_ratio_vs_janus: Option<f64>,
+    /// `cpu_us_per_pkt` of ours ÷ that of the baseline build (`--baseline-bin`), same run.
+    pub cpu_ratio_vs_baseline: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -305,6 +307,14 @@ pub struct Summary {
     pub rows: Vec<Median>,
     /// Per server: the held scenario with the most expected streams.
     pub highest_held: Vec<(String, Option<String>)>,
+}
+
+/// Whether one run held: every stream flowing, loss < 0.5 %, p99 < 20 ms (the
+/// issue's bounds; the same test as [`Median::held`] on medians).
+pub fn held(r: &Report) -> bool {
+    r.streams_flowing >= r.streams_expected
+        && r.loss_pct.is_some_and(|l| l < 0.5)
+        && r.latency_p99_ms.is_some_and(|p| p < 20.0)
 }
 
 /// The median of the present values (upper median for an even count).
@@ -355,14 +365,25 @@ pub fn summarize(reports: &[Report]) -> Summary {
                 loadavg_1m: m(&|r| r.loadavg_1m),
                 held: all_flowing && loss.is_some_and(|l| l < 0.5) && p99.is_some_and(|p| p < 20.0),
                 cpu_ratio_vs_janus: None,
+                cpu_ratio_vs_baseline: None,
             }
         })
         .collect();
-    let janus: Vec<(String, Option<f64>)> =
-        rows.iter().filter(|r| r.server == "janus").map(|r| (r.scenario.clone(), r.server_cpu_us_per_pkt)).collect();
-    for r in rows.iter_mut().filter(|r| r.server == "fengqiao") {
-        let j = janus.iter().find(|(s, _)| *s == r.scenario).and_then(|(_, c)| *c);
-        r.cpu_ratio_vs_janus = r.server_cpu_us_per_pkt.zip(j).map(|(a, b)| a / b);
+    let cpu_of = |server: &str| -> Vec<(String, Option<f64>)> {
+        rows.iter().filter(|r| r.server == server).map(|r| (r.scenario.clone(), r.server_cpu_us_per_pkt)).collect()
+    };
+    let (janus, base) = (cpu_of("janus"), cpu_of(crate::adapter::BASELINE));
+    let ratio = |other: &[(String, Option<f64>)], r: &Median| {
+        let o = other.iter().find(|(s, _)| *s == r.scenario).and_then(|(_, c)| *c);
+        r.server_cpu_us_per_pkt.zip(o).map(|(a, b)| a / b)
+    };
+    for r in rows.iter_mut() {
+        if r.server == crate::adapter::OURS || r.server == crate::adapter::BASELINE {
+            r.cpu_ratio_vs_janus = ratio(&janus, r);
+        }
+        if r.server == crate::adapter::OURS {
+            r.cpu_ratio_vs_baseline = ratio(&base, r);
+        }
     }
     let mut servers: Vec<String> = rows.iter().map(|r| r.server.clone()).collect();
     servers.dedup();
@@ -381,18 +402,19 @@ pub fn summarize(reports: &[Report]) -> Summary {
 pub fn summary_table(s: &Summary) -> String {
     let o = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
     let mut t = format!(
-        "{:<8} {:<9} {:>4} {:>9} {:>7} {:>8} {:>9} {:>7} {:>7} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>5}\n",
-        "scenario", "server", "runs", "cpu-us/pk", "us/jan", "srv-cpu%", "pkts/s", "Mbit/s", "p50 ms", "p99 ms", "max ms",
+        "{:<8} {:<9} {:>4} {:>9} {:>7} {:>7} {:>8} {:>9} {:>7} {:>7} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>5}\n",
+        "scenario", "server", "runs", "cpu-us/pk", "us/jan", "us/base", "srv-cpu%", "pkts/s", "Mbit/s", "p50 ms", "p99 ms", "max ms",
         "loss%", "lg-cpu%", "rss KB/p", "join ms", "held"
     );
     for r in &s.rows {
         t += &format!(
-            "{:<8} {:<9} {:>4} {:>9} {:>7} {:>8} {:>9} {:>7} {:>7} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>5}\n",
+            "{:<8} {:<9} {:>4} {:>9} {:>7} {:>7} {:>8} {:>9} {:>7} {:>7} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>5}\n",
             r.scenario,
             r.server,
             r.runs,
             o(r.server_cpu_us_per_pkt, 2),
             o(r.cpu_ratio_vs_janus, 2),
+            o(r.cpu_ratio_vs_baseline, 2),
             o(r.server_cpu_pct, 0),
             o(r.pkts_out_per_s, 0),
             o(r.bits_out_per_s.map(|b| b / 1e6), 1),

@@ -18,7 +18,7 @@ async fn one_room_of_two_forwards_and_measures() {
     cfg.media.udp_port = 0;
     let running = fengqiao::server::start(cfg).await.expect("server starts");
     let target = Target::existing(running.http_addr, running.key.clone(), None);
-    let adapter = Fengqiao { ws_url: target.ws_url(), key: target.key.clone() };
+    let adapter = Fengqiao { ws_url: target.ws_url(), key: target.key.clone(), label: fengqiao_bench::adapter::OURS };
     let mut sc = Scenario::grid(1, 2, 3);
     sc.settle_max = Duration::from_secs(15);
     let r = scenario::run(&sc, &adapter, &target, "127.0.0.1").await.expect("scenario runs");

@@ -398,6 +398,21 @@ async fn create_user(
     ))
 }
 
+async fn update_user(
+    State(st): State<CasesState>,
+    ctx: Ctx,
+    ids: Ids,
+    body: Body,
+) -> Result<Json<User>, CasesError> {
+    let me = ctx.staff(&st.store, &[Admin], "user.update").await?.id;
+    let b: UserPatch = read_json(body).await?;
+    Ok(Json(
+        st.store
+            .update_user(&ctx.actor(), me, ids.get("id"), &b)
+            .await?,
+    ))
+}
+
 async fn list_orgs(
     State(st): State<CasesState>,
     ctx: Ctx,
@@ -515,7 +530,18 @@ async fn get_dispute(
 ) -> Result<Json<DisputeDetail>, CasesError> {
     let u = ctx.staff(&st.store, ALL_STAFF, "dispute.read").await?;
     let d = scoped(&st.store, &ctx, u, ids.get("id"), "dispute.read").await?;
-    Ok(Json(st.store.dispute_detail(d.id).await?))
+    let detail = st.store.dispute_detail(d.id).await?;
+    st.store
+        .audit(
+            &ctx.actor(),
+            "dispute.view",
+            "dispute",
+            &d.id.to_string(),
+            "ok",
+            &d.case_number,
+        )
+        .await?;
+    Ok(Json(detail))
 }
 
 /// Body of triage and re-route.
@@ -802,7 +828,18 @@ async fn get_session(
         }
         Principal::Staff(u) => {
             let d = scoped(&st.store, &ctx, u, id, "session.read").await?;
-            Ok(Json(st.store.session_view(d.id, sid).await?))
+            let v = st.store.session_view(d.id, sid).await?;
+            st.store
+                .audit(
+                    &ctx.actor(),
+                    "session.read",
+                    "session",
+                    &sid.to_string(),
+                    "ok",
+                    &format!("dispute {}", d.id),
+                )
+                .await?;
+            Ok(Json(v))
         }
     }
 }
@@ -1164,6 +1201,7 @@ pub fn router(state: CasesState) -> Router {
         .route("/api/auth/logout", post(logout))
         .route("/api/auth/me", get(me))
         .route("/api/users", get(list_users).post(create_user))
+        .route("/api/users/{id}", axum::routing::patch(update_user))
         .route("/api/orgs", get(list_orgs).post(create_org))
         .route("/api/orgs/{id}", axum::routing::patch(update_org))
         .route("/api/mediators", get(list_mediators).post(create_mediator))

@@ -25,6 +25,10 @@ pub enum CasesError {
     /// Authenticated, but this principal may not do this. 403 (audited).
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The right password of a deactivated staff account. 403, code
+    /// `account_deactivated` (audited).
+    #[error("this account is deactivated; ask an administrator")]
+    AccountDeactivated,
     /// The object does not exist. 404.
     #[error("{0} not found")]
     NotFound(String),
@@ -86,7 +90,7 @@ impl CasesError {
         match self {
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::AccountDeactivated => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::IllegalTransition(_) | Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -101,6 +105,7 @@ impl CasesError {
             Self::Validation { .. } => "validation",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::Forbidden(_) => "forbidden",
+            Self::AccountDeactivated => "account_deactivated",
             Self::NotFound(_) => "not_found",
             Self::IllegalTransition(_) => "illegal_transition",
             Self::Conflict { .. } => "conflict",
@@ -115,7 +120,8 @@ impl CasesError {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable code: `validation`, `unauthenticated`, `forbidden`,
-    /// `not_found`, `illegal_transition`, `conflict`, `payload_too_large`, `internal`.
+    /// `account_deactivated`, `not_found`, `illegal_transition`, `conflict`,
+    /// `payload_too_large`, `internal`.
     pub code: String,
     /// Human-readable explanation (for 409 the reason the step is not allowed).
     pub message: String,

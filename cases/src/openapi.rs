@@ -92,6 +92,14 @@ pub const ENDPOINTS: &[Endpoint] = &[
         Some("NewUser"),
         Some("User")
     ),
+    ep!(
+        "PATCH",
+        "/api/users/{id}",
+        "Change a staff account (name, role, organisation, active, password)",
+        &["admin"],
+        Some("UserPatch"),
+        Some("User")
+    ),
     ep!("GET", "/api/orgs", "Organisations", STAFF, None, None),
     ep!(
         "POST",
@@ -104,7 +112,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep!(
         "PATCH",
         "/api/orgs/{id}",
-        "Change an organisation (online status)",
+        "Change an organisation (name, kind, district, street, online)",
         &["admin"],
         Some("OrganisationPatch"),
         Some("Organisation")
@@ -413,6 +421,7 @@ pub fn openapi() -> OpenApi {
         .schema_from::<User>()
         .schema_from::<NewOrganisation>()
         .schema_from::<OrganisationPatch>()
+        .schema_from::<UserPatch>()
         .schema_from::<Organisation>()
         .schema_from::<NewMediator>()
         .schema_from::<MediatorPatch>()

@@ -131,6 +131,43 @@ pub struct NewUser {
     pub specialties: Option<String>,
 }
 
+/// Changes to a staff account (`PATCH /api/users/{id}`); absent fields stay as they are.
+///
+/// `org_id` distinguishes absent (unchanged) from `null` (no organisation). Rules as for
+/// [`NewUser`]: `org_admin` and `mediator` need an organisation, other roles have none.
+/// Deactivating (`active: false`) ends the account's login sessions at once; an admin
+/// may not deactivate or demote themselves, nor remove the last active admin.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    /// Shown name, 1–100 characters.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Role: `admin`, `triage`, `org_admin`, `mediator`, `judge` or `clerk`.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Organisation; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub org_id: Option<Option<i64>>,
+    /// Whether the account may log in.
+    #[serde(default)]
+    pub active: Option<bool>,
+    /// New password, at least 10 characters (ends the account's login sessions).
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// Deserialises a field that is present (possibly `null`) as `Some(..)`; with
+/// `#[serde(default)]` an absent field stays `None`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
 /// A new organisation.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -156,9 +193,18 @@ pub struct OrganisationPatch {
     /// Online status.
     #[serde(default)]
     pub online: Option<bool>,
-    /// New street.
+    /// New street (0–100 characters; empty clears it).
     #[serde(default)]
     pub street: Option<String>,
+    /// New name, 1–200 characters, unique (409 `name` when taken).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New kind, one of [`ORG_KINDS`].
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// New district, 1–100 characters.
+    #[serde(default)]
+    pub district: Option<String>,
 }
 
 /// A new roster entry.
@@ -184,6 +230,13 @@ pub struct MediatorPatch {
     /// Specialties.
     #[serde(default)]
     pub specialties: Option<String>,
+    /// New name, 1–100 characters.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New organisation (422 `org_id` when there is none such). A mediator with a login
+    /// account moves with it: the account's `org_id` follows.
+    #[serde(default)]
+    pub org_id: Option<i64>,
 }
 
 /// The agreement document.
@@ -561,12 +614,266 @@ impl Store {
         })
     }
 
+    /// One staff account.
+    ///
+    /// # Errors
+    /// [`CasesError::Database`].
+    pub async fn get_user(&self, id: i64) -> Result<Option<User>, CasesError> {
+        type Row = (i64, String, String, String, Option<i64>, i64, Option<i64>);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT u.id, u.username, u.display_name, u.role, u.org_id, u.active, m.id \
+             FROM users u LEFT JOIN mediators m ON m.user_id = u.id WHERE u.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        Ok(row.and_then(
+            |(id, username, display_name, role, org_id, active, mediator_id)| {
+                Some(User {
+                    id,
+                    username,
+                    display_name,
+                    role: StaffRole::parse(&role)?,
+                    org_id,
+                    mediator_id,
+                    active: active == 1,
+                })
+            },
+        ))
+    }
+
+    /// Changes a staff account (admin only; the API checks the role). `by` is the id of
+    /// the admin making the change.
+    ///
+    /// Deactivating deletes the account's login sessions in the same transaction, so
+    /// its open logins get 401 from then on; a new password does the same. A mediator
+    /// account keeps its roster entry in step: a new organisation moves the entry, a
+    /// new role `mediator` creates (or re-links) one, leaving the role unlinks it.
+    ///
+    /// # Errors
+    /// 404 (no such account); 422 naming the field (`display_name`, `role`, `org_id`,
+    /// `password`; `active` or `role` when an admin would deactivate or demote
+    /// themselves); 409 naming `active` or `role` when the change would leave no active
+    /// admin.
+    pub async fn update_user(
+        &self,
+        actor: &Actor,
+        by: i64,
+        id: i64,
+        p: &UserPatch,
+    ) -> Result<User, CasesError> {
+        let old = self.get_user(id).await?.ok_or_else(|| not_found("user"))?;
+        let display = match &p.display_name {
+            Some(d) => validate::text("display_name", d, 1, 100, false)?,
+            None => old.display_name.clone(),
+        };
+        let role = match &p.role {
+            Some(r) => StaffRole::parse(r).ok_or_else(|| {
+                CasesError::invalid(
+                    "role",
+                    "must be one of: admin, triage, org_admin, mediator, judge, clerk",
+                )
+            })?,
+            None => old.role,
+        };
+        let active = p.active.unwrap_or(old.active);
+        if let Some(pw) = &p.password {
+            if pw.chars().count() < 10 {
+                return Err(CasesError::invalid(
+                    "password",
+                    "must have at least 10 characters",
+                ));
+            }
+            if pw.len() > 1024 || pw.contains('\0') {
+                return Err(CasesError::invalid(
+                    "password",
+                    "must be at most 1024 bytes without NUL",
+                ));
+            }
+        }
+        let needs_org = matches!(role, StaffRole::OrgAdmin | StaffRole::Mediator);
+        // Absent org_id: keep the current one when the (new) role has one, drop it when
+        // the role changes to one without.
+        let org_id = match p.org_id {
+            Some(o) => o,
+            None if needs_org => old.org_id,
+            None if p.role.is_some() => None,
+            None => old.org_id,
+        };
+        let org_id = match (needs_org, org_id) {
+            (true, None) => {
+                return Err(CasesError::invalid(
+                    "org_id",
+                    "is required for org_admin and mediator",
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(CasesError::invalid(
+                    "org_id",
+                    "only org_admin and mediator accounts belong to an organisation",
+                ))
+            }
+            (_, o) => o,
+        };
+        if let Some(o) = org_id {
+            self.get_org(o)
+                .await?
+                .ok_or_else(|| CasesError::invalid("org_id", "no such organisation"))?;
+        }
+        if id == by && !active {
+            return Err(CasesError::invalid(
+                "active",
+                "you cannot deactivate your own account",
+            ));
+        }
+        if id == by && role != StaffRole::Admin {
+            return Err(CasesError::invalid(
+                "role",
+                "you cannot take the admin role from your own account",
+            ));
+        }
+        let hash = match p.password.clone() {
+            Some(pw) => Some(
+                tokio::task::spawn_blocking(move || hash_password(&pw))
+                    .await
+                    .map_err(|e| CasesError::Internal(e.to_string()))??,
+            ),
+            None => None,
+        };
+        let now = self.now();
+        let mut tx = self.inner.pool.begin().await?;
+        // Lock the admin rows first (PostgreSQL row locks; SQLite's write lock), so that
+        // two admins removing each other at once are serialised and the count below
+        // sees the other's committed change.
+        sqlx::query("UPDATE users SET active = active WHERE role = 'admin'")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE users SET display_name = $1, role = $2, org_id = $3, active = $4 WHERE id = $5",
+        )
+        .bind(&display)
+        .bind(role.as_str())
+        .bind(org_id)
+        .bind(i64::from(active))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        // Checked after the write, inside the transaction (rolled back on refusal).
+        let admins: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM users WHERE role = 'admin' AND active = 1",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if admins == 0 {
+            let field = if old.role == StaffRole::Admin && role != StaffRole::Admin {
+                "role"
+            } else {
+                "active"
+            };
+            return Err(CasesError::conflict(
+                "this would leave no active admin account",
+                Some(field),
+            ));
+        }
+        if let Some(h) = &hash {
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                .bind(h)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut ended = 0u64;
+        if !active || hash.is_some() {
+            ended = sqlx::query("DELETE FROM login_sessions WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        // The roster entry of a mediator account.
+        let mut mediator_id = old.mediator_id;
+        match (role == StaffRole::Mediator, old.mediator_id, org_id) {
+            (true, Some(m), Some(o)) => {
+                sqlx::query("UPDATE mediators SET org_id = $1 WHERE id = $2")
+                    .bind(o)
+                    .bind(m)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            (true, None, Some(o)) => {
+                let m: i64 = sqlx::query_scalar(
+                    "INSERT INTO mediators (org_id, user_id, name, specialties, status, created_at) \
+                     VALUES ($1, $2, $3, '', 'active', $4) RETURNING id",
+                )
+                .bind(o)
+                .bind(id)
+                .bind(&display)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                mediator_id = Some(m);
+            }
+            (false, Some(m), _) => {
+                sqlx::query("UPDATE mediators SET user_id = NULL WHERE id = $1")
+                    .bind(m)
+                    .execute(&mut *tx)
+                    .await?;
+                mediator_id = None;
+            }
+            _ => {}
+        }
+        let mut changed = Vec::new();
+        if display != old.display_name {
+            changed.push(format!("display_name={display}"));
+        }
+        if role != old.role {
+            changed.push(format!("role={}", role.as_str()));
+        }
+        if org_id != old.org_id {
+            changed.push(format!(
+                "org_id={}",
+                org_id.map_or("none".into(), |o| o.to_string())
+            ));
+        }
+        if active != old.active {
+            changed.push(if active { "reactivated" } else { "deactivated" }.into());
+        }
+        if hash.is_some() {
+            changed.push("password changed".into());
+        }
+        if ended > 0 {
+            changed.push(format!("{ended} login session(s) ended"));
+        }
+        audit(
+            &mut *tx,
+            now,
+            actor,
+            "user.update",
+            "user",
+            &id.to_string(),
+            "ok",
+            &format!("{}: {}", old.username, changed.join("; ")),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(User {
+            id,
+            username: old.username,
+            display_name: display,
+            role,
+            org_id,
+            mediator_id,
+            active,
+        })
+    }
+
     /// Checks a user name and password and opens a login session.
     /// Returns the session token (to be put in the cookie) and the user.
     ///
     /// # Errors
-    /// 401 for an unknown user, a wrong password or an inactive account (one message
-    /// for all three; the attempt is audited).
+    /// 401 for an unknown user or a wrong password (one message for both);
+    /// [`CasesError::AccountDeactivated`] (403, code `account_deactivated`) for the right
+    /// password of a deactivated account. Every refusal is audited.
     pub async fn login(
         &self,
         username: &str,
@@ -596,6 +903,20 @@ impl Store {
         };
         let row = match row {
             Some(r) if ok && r.active == 1 => r,
+            Some(r) if ok => {
+                // The right password of a deactivated account: say so (only someone who
+                // knows the password learns that the account exists).
+                self.audit(
+                    &actor,
+                    "auth.login",
+                    "user",
+                    &r.id.to_string(),
+                    "denied",
+                    "account deactivated",
+                )
+                .await?;
+                return Err(CasesError::AccountDeactivated);
+            }
             _ => {
                 self.audit(
                     &actor,
@@ -714,10 +1035,12 @@ impl Store {
         Ok(org)
     }
 
-    /// Changes an organisation's online status or street.
+    /// Changes an organisation: name, kind, district, street, online status (absent
+    /// fields stay).
     ///
     /// # Errors
-    /// 404 when there is no such organisation; 422 naming the field.
+    /// 404 when there is no such organisation; 422 naming the field; 409 (`name`) when
+    /// another organisation has the name.
     pub async fn update_org(
         &self,
         actor: &Actor,
@@ -728,21 +1051,57 @@ impl Store {
             .get_org(id)
             .await?
             .ok_or_else(|| not_found("organisation"))?;
+        let name = match &p.name {
+            Some(s) => validate::text("name", s, 1, 200, false)?,
+            None => org.name.clone(),
+        };
+        let kind = match &p.kind {
+            Some(s) => validate::one_of("kind", s, &ORG_KINDS)?,
+            None => org.kind.clone(),
+        };
+        let district = match &p.district {
+            Some(s) => validate::text("district", s, 1, 100, false)?,
+            None => org.district.clone(),
+        };
         let street = match &p.street {
             Some(s) => validate::text("street", s, 0, 100, false)?,
             None => org.street.clone(),
         };
         let online = p.online.map_or(org.online, i64::from);
+        let mut changed = Vec::new();
+        for (f, old, new) in [
+            ("name", &org.name, &name),
+            ("kind", &org.kind, &kind),
+            ("district", &org.district, &district),
+            ("street", &org.street, &street),
+        ] {
+            if old != new {
+                changed.push(format!("{f}={new}"));
+            }
+        }
+        if online != org.online {
+            changed.push(format!("online={online}"));
+        }
         let now = self.now();
         let mut tx = self.inner.pool.begin().await?;
-        let org: Organisation = sqlx::query_as(
-            "UPDATE organisations SET online = $1, street = $2 WHERE id = $3 RETURNING *",
+        let org: Organisation = match sqlx::query_as(
+            "UPDATE organisations SET online = $1, street = $2, name = $3, kind = $4, district = $5 WHERE id = $6 RETURNING *",
         )
         .bind(online)
         .bind(&street)
+        .bind(&name)
+        .bind(&kind)
+        .bind(&district)
         .bind(id)
         .fetch_one(&mut *tx)
-        .await?;
+        .await
+        {
+            Ok(o) => o,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(CasesError::conflict("organisation name is taken", Some("name")))
+            }
+            Err(e) => return Err(e.into()),
+        };
         audit(
             &mut *tx,
             now,
@@ -751,7 +1110,7 @@ impl Store {
             "organisation",
             &id.to_string(),
             "ok",
-            &format!("online={online}"),
+            &changed.join("; "),
         )
         .await?;
         tx.commit().await?;
@@ -822,10 +1181,11 @@ impl Store {
         Ok(med)
     }
 
-    /// Changes a roster entry's status or specialties.
+    /// Changes a roster entry: name, organisation, status, specialties (absent fields
+    /// stay). When the entry has a login account, the account's organisation follows.
     ///
     /// # Errors
-    /// 404, or 422 naming the field.
+    /// 404, or 422 naming the field (`org_id` for an unknown organisation).
     pub async fn update_mediator(
         &self,
         actor: &Actor,
@@ -844,16 +1204,48 @@ impl Store {
             Some(s) => validate::text("specialties", s, 0, 500, false)?,
             None => m.specialties.clone(),
         };
+        let name = match &p.name {
+            Some(s) => validate::text("name", s, 1, 100, false)?,
+            None => m.name.clone(),
+        };
+        let org_id = match p.org_id {
+            Some(o) => {
+                self.get_org(o)
+                    .await?
+                    .ok_or_else(|| CasesError::invalid("org_id", "no such organisation"))?;
+                o
+            }
+            None => m.org_id,
+        };
+        let mut changed = vec![format!("status={status}")];
+        if name != m.name {
+            changed.push(format!("name={name}"));
+        }
+        if org_id != m.org_id {
+            changed.push(format!("org_id={org_id}"));
+        }
+        if specialties != m.specialties {
+            changed.push("specialties".into());
+        }
         let now = self.now();
         let mut tx = self.inner.pool.begin().await?;
-        let m: Mediator = sqlx::query_as(
-            "UPDATE mediators SET status = $1, specialties = $2 WHERE id = $3 RETURNING *",
+        let updated: Mediator = sqlx::query_as(
+            "UPDATE mediators SET status = $1, specialties = $2, name = $3, org_id = $4 WHERE id = $5 RETURNING *",
         )
         .bind(&status)
         .bind(&specialties)
+        .bind(&name)
+        .bind(org_id)
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
+        if let (Some(uid), true) = (m.user_id, org_id != m.org_id) {
+            sqlx::query("UPDATE users SET org_id = $1 WHERE id = $2")
+                .bind(org_id)
+                .bind(uid)
+                .execute(&mut *tx)
+                .await?;
+        }
         audit(
             &mut *tx,
             now,
@@ -862,11 +1254,11 @@ impl Store {
             "mediator",
             &id.to_string(),
             "ok",
-            &status,
+            &changed.join("; "),
         )
         .await?;
         tx.commit().await?;
-        Ok(m)
+        Ok(updated)
     }
 
     /// One roster entry.

@@ -13,8 +13,14 @@
 //! 4. for each Consumer: a new header (the Consumer's SSRC, payload type and
 //!    sequence numbers; extensions stripped) around the *same* `Bytes` payload
 //!    (no copy), `write_rtp` on the subscriber's Transport;
-//! 5. each touched Transport is drained: SRTP-encrypted datagrams go out with
-//!    `try_send_to`, which never blocks the task.
+//! 5. each touched Transport is drained: its SRTP-encrypted datagrams join the
+//!    flush's [`SendBatch`](crate::sendbatch), sent with one non-blocking
+//!    `sendmmsg(2)` per 64 datagrams (a refused datagram is dropped and counted,
+//!    never waited for).
+//!
+//! Maps looked up per packet (`transports`, `by_addr`, `producers`, a Transport's
+//! track ids) use `FxHashMap`: their keys are ids we issue or addresses bound only
+//! after an ICE check succeeded, so a peer cannot choose colliding keys at will.
 
 use crate::demux::{self, DatagramKind};
 use crate::keyframe::{is_keyframe_start, VideoCodec};
@@ -47,6 +53,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use rustc_hash::FxHashMap;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -140,9 +147,9 @@ struct Transport {
     events: mpsc::Sender<ParticipantEvent>,
     addrs: Vec<SocketAddr>,
     /// Incoming track id → Producer.
-    producers: HashMap<String, ProducerId>,
+    producers: FxHashMap<String, ProducerId>,
     /// Outgoing track id → (Producer, Consumer).
-    consumers: HashMap<String, (ProducerId, ConsumerId)>,
+    consumers: FxHashMap<String, (ProducerId, ConsumerId)>,
     connected: bool,
     /// When the join was accepted (for `SfuStats::join_seconds`); `None` once observed.
     joined_at: Option<Instant>,
@@ -236,16 +243,16 @@ pub(crate) struct Engine {
     ice_timeouts: (Duration, Duration),
     stats: Arc<SfuStats>,
     rx: mpsc::Receiver<Command>,
-    transports: HashMap<TransportId, Transport>,
+    transports: FxHashMap<TransportId, Transport>,
     by_ufrag: HashMap<String, TransportId>,
-    by_addr: HashMap<SocketAddr, TransportId>,
+    by_addr: FxHashMap<SocketAddr, TransportId>,
     /// Our own outstanding STUN checks: transaction id → Transport, time sent.
     by_txid: HashMap<[u8; 12], (TransportId, Instant)>,
     rooms: HashMap<RoomId, Room>,
-    sessions: HashMap<RoomId, Session>,
+    sessions: FxHashMap<RoomId, Session>,
     event_log: Option<EventSink>,
     recorder: Option<RecordSink>,
-    producers: HashMap<ProducerId, Producer>,
+    producers: FxHashMap<ProducerId, Producer>,
     timers: BinaryHeap<Reverse<(Instant, TransportId)>>,
     dirty: Vec<TransportId>,
     next_id: u64,
@@ -257,14 +264,18 @@ pub(crate) struct Engine {
     /// Test hook `MediaConfig::test_refuse_sends` ([`crate::RefuseSends`]), and the refusal
     /// window of each matching Transport once it connected.
     test_refuse: Option<crate::RefuseSends>,
-    test_refuse_windows: HashMap<TransportId, (Instant, Instant)>,
+    test_refuse_windows: FxHashMap<TransportId, (Instant, Instant)>,
     /// ICE-TCP (`media.tcp_port`, [`crate::tcp`]): the advertised passive candidate's
     /// address, the TCP tasks' events, each connection's writer, and the remote
     /// addresses bound to a Transport (after a binding success, as for UDP).
     tcp_advertised: Option<SocketAddr>,
     tcp_rx: Option<mpsc::Receiver<crate::tcp::TcpEvent>>,
     tcp_conns: HashMap<SocketAddr, mpsc::Sender<bytes::Bytes>>,
-    by_tcp_addr: HashMap<SocketAddr, TransportId>,
+    by_tcp_addr: FxHashMap<SocketAddr, TransportId>,
+    /// UDP datagrams of the current [`Engine::flush`], sent in batches.
+    out: crate::sendbatch::SendBatch,
+    /// Transports that had a batched datagram refused (slow-consumer policy).
+    send_refused: Vec<TransportId>,
 }
 
 fn rtc_err(e: impl std::fmt::Display) -> SfuError {
@@ -325,15 +336,15 @@ impl Engine {
             ),
             stats,
             rx,
-            transports: HashMap::new(),
+            transports: FxHashMap::default(),
             by_ufrag: HashMap::new(),
-            by_addr: HashMap::new(),
+            by_addr: FxHashMap::default(),
             by_txid: HashMap::new(),
             rooms: HashMap::new(),
-            sessions: HashMap::new(),
+            sessions: FxHashMap::default(),
             event_log,
             recorder,
-            producers: HashMap::new(),
+            producers: FxHashMap::default(),
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
             next_id: 1,
@@ -343,11 +354,13 @@ impl Engine {
             scratch_kf: Vec::new(),
             scratch_events: Vec::new(),
             test_refuse: config.test_refuse_sends.clone(),
-            test_refuse_windows: HashMap::new(),
+            test_refuse_windows: FxHashMap::default(),
             tcp_advertised,
             tcp_rx,
             tcp_conns: HashMap::new(),
-            by_tcp_addr: HashMap::new(),
+            by_tcp_addr: FxHashMap::default(),
+            out: Default::default(),
+            send_refused: Vec::new(),
         })
     }
 
@@ -574,8 +587,8 @@ impl Engine {
                 ufrag,
                 events: req.events,
                 addrs: Vec::new(),
-                producers: HashMap::new(),
-                consumers: HashMap::new(),
+                producers: FxHashMap::default(),
+                consumers: FxHashMap::default(),
                 connected: false,
                 joined_at: Some(Instant::now()),
                 negotiated_once: false,
@@ -1671,6 +1684,30 @@ impl Engine {
         while let Some(tid) = self.dirty.pop() {
             self.drain(tid);
         }
+        self.send_out();
+        if !self.send_refused.is_empty() {
+            let mut refused = std::mem::take(&mut self.send_refused);
+            refused.sort_unstable();
+            refused.dedup();
+            for tid in refused.drain(..) {
+                self.on_send_failed(tid);
+            }
+            self.send_refused = refused;
+        }
+    }
+
+    /// Sends the queued UDP datagrams ([`crate::sendbatch`]) and counts them.
+    fn send_out(&mut self) {
+        if !self.out.is_empty() {
+            let s = self.out.send(&self.socket, &mut self.send_refused);
+            Self::count_sent(&self.stats, &s);
+        }
+    }
+
+    fn count_sent(stats: &SfuStats, s: &crate::sendbatch::Sent) {
+        SfuStats::add(&stats.datagrams_out, s.datagrams);
+        SfuStats::add(&stats.bytes_out, s.bytes);
+        SfuStats::add(&stats.dropped_send, s.refused);
     }
 
     fn drain(&mut self, tid: TransportId) {
@@ -1717,7 +1754,11 @@ impl Engine {
                 } else if tcp {
                     Self::send_tcp(&self.tcp_conns, &msg.message, to)
                 } else {
-                    self.socket.try_send_to(&msg.message, to)
+                    if self.out.push(tid, to, msg.message) {
+                        let s = self.out.send(&self.socket, &mut self.send_refused);
+                        Self::count_sent(&self.stats, &s);
+                    }
+                    continue;
                 };
                 match sent {
                     Ok(n) => {
@@ -1954,7 +1995,7 @@ impl Engine {
     fn request_keyframe(
         stats: &SfuStats,
         prod: &mut Producer,
-        transports: &mut HashMap<TransportId, Transport>,
+        transports: &mut FxHashMap<TransportId, Transport>,
         now: Instant,
     ) {
         if prod.video.is_none() {

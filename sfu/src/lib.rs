@@ -23,6 +23,7 @@ mod ids;
 pub mod keyframe;
 pub mod record;
 pub mod sdp;
+mod sendbatch;
 mod stats;
 pub mod tap;
 mod tcp;

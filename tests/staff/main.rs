@@ -36,7 +36,8 @@ fn main() {
     let name = "staff_pages_walk_one_dispute_end_to_end_chromium";
     println!("test {name} ...");
     let r = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(240), walk()).await.unwrap_or_else(|_| Err("timed out after 240 s".into()))
+        // ~1 min on an idle machine; several minutes beside parallel builds and browser tests.
+        tokio::time::timeout(Duration::from_secs(420), walk()).await.unwrap_or_else(|_| Err("timed out after 420 s".into()))
     });
     match r {
         Ok(()) => {
@@ -415,6 +416,15 @@ async fn walk() -> R<()> {
     wait(&c, "#timeline .lane .seg:not(.pause)", 5).await?;
     let app = present.iter().find(|p| p.1 == "applicant").ok_or("no applicant")?;
     wait(&c, &format!("tr[data-participant='{}'][data-consent=accept]", app.0), 10).await?;
+    // Starting the recording is the mediator's own consent: shown as recorded, not "—".
+    let med = present.iter().find(|p| p.1 == "mediator").ok_or("no mediator")?;
+    if let Err(e) = wait(&c, &format!("tr[data-participant='{}'][data-consent=accept]", med.0), 5).await {
+        let ev = api_get(&base, &logins["judge"], &format!("/api/evidence/disputes/{id}/sessions/{sid}")).await?;
+        return Err(format!("mediator consent not shown: {e}; evidence participants {} log {}", ev["participants"], ev["log"]));
+    }
+    js(&c, "document.querySelector('tr[data-participant]').scrollIntoView({block: 'center'}); return 1", vec![]).await?;
+    shot(&c, "judge-review-consent").await;
+    js(&c, "window.scrollTo(0, 0); return 1", vec![]).await?;
     let lanes = js(&c, "return document.querySelectorAll('#timeline .lane:not([data-lane=pauses])').length", vec![]).await?;
     check(lanes == json!(2), format!("expected 2 speaker lanes, got {lanes}"))?;
     let reasons = js(&c, "return [...document.querySelectorAll('#log tr[data-log=pause]')].map(r => r.innerText).join(' | ')", vec![]).await?;
@@ -505,6 +515,62 @@ async fn walk() -> R<()> {
     click(&c, &format!("#roster [data-action=save-mediator][data-target='{m}']")).await?;
     wait(&c, &format!("#roster tr[data-mediator='{m}'][data-status=inactive]"), 10).await?;
     shot(&c, "admin-roster").await;
+    // Edit an organisation's street; a name taken by another organisation is refused
+    // next to the name field, and the typed street is kept.
+    let org = attr(&c, "#orgs tr[data-org]:last-child", "data-org").await?;
+    let taken = text(&c, "#orgs tr[data-org]:first-child td[data-col=name]").await?;
+    click(&c, &format!("#orgs [data-action=edit-org][data-target='{org}']")).await?;
+    let street = "枫源路 88 号";
+    fill(&c, "#org-edit #eo-street", street).await?;
+    fill(&c, "#org-edit #eo-name", &taken).await?;
+    click(&c, "#org-edit [data-action=save-org]").await?;
+    wait(&c, "#org-edit .field-error[data-for=name][data-code=conflict]:not(:empty)", 10).await?;
+    let kept = js(&c, "return document.querySelector('#org-edit #eo-street').value", vec![]).await?;
+    check(kept == json!(street), format!("street lost after a refused save: {kept}"))?;
+    js(&c, "document.querySelector('#org-edit').scrollIntoView({block: 'center'}); return 1", vec![]).await?;
+    shot(&c, "admin-org-edit-error").await;
+    fill(&c, "#org-edit #eo-name", "枫桥镇人民调解委员会（新址）").await?;
+    click(&c, "#org-edit [data-action=save-org]").await?;
+    let cell = format!("#orgs tr[data-org='{org}'] td[data-col=street]");
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(&format!("//div[@id='orgs']//tr[@data-org='{org}']/td[@data-col='street'][normalize-space(.)='{street}']")))
+        .await
+        .map_err(|e| format!("street not saved ({cell}): {e}"))?;
+    // Edit a mediator's name.
+    let m2 = attr(&c, "#roster tr[data-mediator]:first-child", "data-mediator").await?;
+    click(&c, &format!("#roster [data-action=edit-mediator][data-target='{m2}']")).await?;
+    fill(&c, "#mediator-edit #em-name", "钱调解员").await?;
+    click(&c, "#mediator-edit [data-action=save-mediator-edit]").await?;
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(&format!("//div[@id='roster']//tr[@data-mediator='{m2}']/td[@data-col='name'][.='钱调解员']")))
+        .await
+        .map_err(|e| format!("mediator name not saved: {e}"))?;
+    // Deactivate the clerk's account: the clerk's open login ends at once, and the
+    // login page refuses the account.
+    let (http, clerk_token) = api_login(&base, &logins["clerk"]).await?;
+    click(&c, "#users tr[data-user=clerk] [data-action=deactivate-user]").await?;
+    c.accept_alert().await.map_err(|e| format!("confirm dialog: {e}"))?;
+    wait(&c, "#users tr[data-user=clerk][data-active=false] [data-action=reactivate-user]", 10).await?;
+    let r = http.get(format!("{base}/api/disputes")).bearer_auth(&clerk_token).send().await.map_err(|e| e.to_string())?;
+    check(r.status().as_u16() == 401, format!("deactivated clerk's open login: {}", r.status()))?;
+    js(&c, "window.scrollTo(0, document.querySelector('#users').getBoundingClientRect().top + window.scrollY - 80); return 1", vec![]).await?;
+    let admin_shot = shot(&c, "admin-accounts").await;
+    c.set_window_size(390, 844).await.map_err(|e| e.to_string())?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    js(&c, "window.scrollTo(0, 0); return 1", vec![]).await?;
+    shot(&c, "admin-phone").await;
+    js(&c, "window.scrollTo(0, document.querySelector('#users').getBoundingClientRect().top + window.scrollY - 20); return 1", vec![]).await?;
+    shot(&c, "admin-accounts-phone").await;
+    c.set_window_size(1366, 768).await.map_err(|e| e.to_string())?;
+    c.goto(&format!("{base}/staff/login")).await.map_err(|e| e.to_string())?;
+    fill(&c, "#f-username", &logins["clerk"].0).await?;
+    fill(&c, "#f-password", &logins["clerk"].1).await?;
+    click(&c, "[data-action=login]").await?;
+    wait(&c, ".field-error[data-for=username][data-code=account_deactivated]:not(:empty)", 10).await?;
+    check(c.current_url().await.map_err(|e| e.to_string())?.path() == "/staff/login", "a deactivated account left the login page")?;
+    shot(&c, "login-deactivated").await;
 
     // Every review view and verify is in the audit log.
     let audit = api_get(&base, &logins["admin"], "/api/audit?action=evidence.view").await?;
@@ -517,7 +583,11 @@ async fn walk() -> R<()> {
     let audit = api_get(&base, &logins["admin"], "/api/audit?action=recording.view").await?;
     check(audit["total"].as_i64().unwrap_or(0) >= 1, "review video reads not audited")?;
 
-    eprintln!("screenshots: judge review {}, KPI dashboard {}", review_shot.display(), kpi_shot.display());
+    let audit = api_get(&base, &logins["admin"], "/api/audit?action=user.update").await?;
+    check(audit["total"].as_i64().unwrap_or(0) >= 1, "account deactivation not audited")?;
+    let audit = api_get(&base, &logins["admin"], "/api/audit?action=dispute.view").await?;
+    check(audit["total"].as_i64().unwrap_or(0) >= 1, "dispute views not audited")?;
+    eprintln!("screenshots: judge review {}, KPI dashboard {}, admin {}", review_shot.display(), kpi_shot.display(), admin_shot.display());
     eprintln!("walk took {:?}", t_start.elapsed());
     let _ = c.close().await;
     server.shutdown().await;

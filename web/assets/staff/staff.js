@@ -146,7 +146,7 @@ function formValues(form) {
   return o;
 }
 function clearErrors(form) {
-  $$(".field-error", form).forEach((e) => (e.textContent = ""));
+  $$(".field-error", form).forEach((e) => { e.textContent = ""; delete e.dataset.code; });
   $$("[aria-invalid]", form).forEach((e) => e.removeAttribute("aria-invalid"));
   const fe = $(".form-error", form);
   if (fe) { fe.textContent = ""; fe.hidden = true; }
@@ -156,6 +156,7 @@ function showError(form, err) {
   const slot = f && $(`.field-error[data-for="${CSS.escape(f)}"]`, form);
   if (slot) {
     slot.textContent = err.message;
+    slot.dataset.code = (err.body && err.body.code) || "";
     const el = $(`[data-field="${CSS.escape(f)}"]`, form);
     if (el) { el.setAttribute("aria-invalid", "true"); el.focus(); }
   } else {
@@ -287,7 +288,8 @@ function pageLogin(main) {
     try {
       await api("POST", "/api/auth/login", { username: v.username.trim(), password: v.password });
     } catch (e) {
-      if (e.status === 401) { e.status = 422; e.body = { field: "password" }; e.message = L("用户名或密码错误", "Wrong user name or password"); }
+      if (e.status === 401) { e.status = 422; e.body = { field: "password", code: "unauthenticated" }; e.message = L("用户名或密码错误", "Wrong user name or password"); }
+      else if (e.status === 403 && e.body && e.body.code === "account_deactivated") { e.status = 422; e.body = { field: "username", code: "account_deactivated" }; e.message = L("此账号已停用，请联系管理员", "This account is deactivated; ask an administrator"); }
       throw e;
     }
     location.href = safeNext.includes("lang=") || LANG !== "en" ? safeNext : u(safeNext);
@@ -574,7 +576,7 @@ async function pageReview(main) {
           v.participants.map((p) => h("tr", { "data-participant": p.pid, "data-consent": p.consent || "" }, h("td", {}, p.name), h("td", {}, role(p.role)), h("td", {}, consent(p.consent)))))),
         card(L("录像记录（开始/暂停/恢复/停止）", "Recording log"), table([L("时间", "Time"), L("位置", "At"), L("事件", "Event"), L("操作人", "By"), L("原因", "Reason")],
           v.log.map((e) => h("tr", { "data-log": e.type }, h("td", { class: "mono" }, e.t.slice(11, 19)), h("td", { class: "mono" }, e.at_ms === null ? "—" : fmtMs(e.at_ms)),
-            h("td", {}, LOGNAME[e.type] ? L(...LOGNAME[e.type]) : e.type), h("td", {}, e.actor === "system" ? L("系统", "system") : who(e.actor)), h("td", {}, e.detail || ""))), { id: "log" })),
+            h("td", {}, LOGNAME[e.type] ? L(...LOGNAME[e.type]) : e.type), h("td", {}, e.actor === "system" ? L("系统", "system") : who(e.actor)), h("td", {}, e.type === "consent" ? consent(e.detail) : e.detail || ""))), { id: "log" })),
         card(L("证据文件", "Evidence files"), table([L("文件", "File"), L("状态", "Status"), L("大小", "Size")],
           v.files.map((f) => h("tr", { "data-file": f.path }, h("td", { class: "mono" }, f.path), h("td", {}, f.status), h("td", {}, f.size === null ? "—" : `${f.size}`))))),
         v.unreadable.length ? card(L("无法读取", "Unreadable"), v.unreadable.map((x) => notice("error", x))) : null)));
@@ -633,44 +635,108 @@ async function pageClerk(main) {
       h("td", {}, h("button", { "data-action": "open-case", "data-target": d.id, onclick: () => openCase(d.id) }, L("选择", "Pick"))))))), panel));
 }
 
-// ---- admin: organisations, roster, staff accounts
+// ---- admin: organisations, roster, staff accounts (add, edit, deactivate)
 async function pageAdmin(main) {
   const orgBox = h("div", { id: "orgs" }), medBox = h("div", { id: "roster" }), userBox = h("div", { id: "users" });
+  const orgEdit = h("div", { id: "org-edit" }), medEdit = h("div", { id: "mediator-edit" }), userEdit = h("div", { id: "user-edit" });
   const KINDS = { peoples_committee: ["人民调解委员会", "people's committee"], industry: ["行业性专业性", "industry"], court: ["法院", "court"], special_invited: ["特邀调解", "special invited"], lawyer: ["律师调解", "lawyer"], arbitration: ["仲裁", "arbitration"] };
+  const MSTATUS = [["active", L("在岗", "active")], ["inactive", L("停用", "inactive")], ["suspended", L("暂停", "suspended")]];
+  const STAFF_ROLES = ["admin", "triage", "org_admin", "mediator", "judge", "clerk"];
+  const needsOrg = (r) => r === "org_admin" || r === "mediator";
   let orgs = [];
+  const oname = (id) => (orgs.find((x) => x.id === id) || {}).name || "—";
+  /** A table that stacks into labelled blocks on a phone (CSS `table.stack`). */
+  const stable = (heads, rows) => {
+    const t = table(heads, rows, { class: "stack" });
+    for (const tr of $$("tbody tr", t)) [...tr.children].forEach((td, i) => { if (heads[i]) td.dataset.label = heads[i]; });
+    return t;
+  };
+  const orgOptions = () => orgs.map((x) => [String(x.id), x.name]);
+  /** An edit form in `box` (a draft per object, server field errors beside the fields). */
+  const editForm = (box, key, title, kids, action, onSubmit) => {
+    const cancel = h("button", { type: "button", "data-action": "cancel-edit", onclick: () => { sessionStorage.removeItem(`draft:${key}`); put(box); } }, L("取消", "Cancel"));
+    const form = mkForm(key, kids, action, L("保存", "Save"), async (v, f) => { await onSubmit(v, f); put(box); await refresh(); });
+    $(`[data-action="${action}"]`, form).after(cancel);
+    put(box, h("div", { class: "edit", "data-edit": key }, h("h3", {}, title), form));
+    const first = $("input, select", form);
+    if (first) first.focus();
+  };
+  const editOrg = (x) => editForm(orgEdit, `org-${x.id}`, L(`修改组织：${x.name}`, `Edit organisation: ${x.name}`), [h("div", { class: "row" },
+    field("name", L("名称", "Name"), input({ id: "eo-name", required: true, maxlength: 200, value: x.name })),
+    field("kind", L("类型", "Kind"), select(Object.entries(KINDS).map(([k, v]) => [k, L(...v)]), { id: "eo-kind", value: x.kind })),
+    field("district", L("区县", "District"), input({ id: "eo-district", required: true, maxlength: 100, value: x.district })),
+    field("street", L("街道", "Street"), input({ id: "eo-street", maxlength: 100, value: x.street })))],
+  "save-org", async (v) => { await api("PATCH", `/api/orgs/${x.id}`, { name: v.name, kind: v.kind, district: v.district, street: v.street }); });
+  const editMediator = (x) => editForm(medEdit, `mediator-${x.id}`, L(`修改调解员：${x.name}`, `Edit mediator: ${x.name}`), [h("div", { class: "row" },
+    field("name", L("姓名", "Name"), input({ id: "em-name", required: true, maxlength: 100, value: x.name })),
+    field("org_id", L("组织", "Organisation"), select(orgOptions(), { id: "em-org", value: String(x.org_id) })),
+    field("status", L("状态", "Status"), select(MSTATUS, { id: "em-status", value: x.status })),
+    field("specialties", L("专长", "Specialties"), input({ id: "em-specialties", maxlength: 500, value: x.specialties })))],
+  "save-mediator-edit", async (v) => { await api("PATCH", `/api/mediators/${x.id}`, { name: v.name, org_id: Number(v.org_id), status: v.status, specialties: v.specialties }); });
+  const editUser = (x) => {
+    const org = select([["", "—"], ...orgOptions()], { id: "eu-org", value: x.org_id ? String(x.org_id) : "" });
+    const rs = select(STAFF_ROLES.map((r) => [r, role(r)]), { id: "eu-role", value: x.role });
+    const sync = () => { org.disabled = !needsOrg(rs.value); };
+    rs.addEventListener("change", sync);
+    setTimeout(sync, 0); // after mkForm restored a draft
+    editForm(userEdit, `user-${x.id}`, L(`修改账号：${x.username}`, `Edit account: ${x.username}`), [h("div", { class: "row" },
+      field("display_name", L("姓名", "Name"), input({ id: "eu-name", required: true, maxlength: 100, value: x.display_name })),
+      field("role", L("角色", "Role"), rs),
+      field("org_id", L("组织（组织管理员、调解员必填）", "Organisation (org admin, mediator)"), org),
+      field("password", L("新密码（不改请留空，至少10位）", "New password (blank: unchanged; 10+)"), input({ id: "eu-password", type: "password", minlength: 10, autocomplete: "new-password" })))],
+    "save-user", async (v) => {
+      const body = { display_name: v.display_name, role: v.role, org_id: needsOrg(v.role) && v.org_id ? Number(v.org_id) : null };
+      if (needsOrg(v.role) && !v.org_id) throw new ApiError(422, { field: "org_id", message: L("组织管理员和调解员必须选择组织", "Required for org admins and mediators") });
+      if (v.password) body.password = v.password;
+      await api("PATCH", `/api/users/${x.id}`, body);
+    });
+  };
   const refresh = async () => {
     const [o, m, us] = await Promise.all([api("GET", "/api/orgs"), api("GET", "/api/mediators"), api("GET", "/api/users?per_page=200")]);
     orgs = o;
-    const oname = (id) => (orgs.find((x) => x.id === id) || {}).name || "—";
-    put(orgBox, table([L("名称", "Name"), L("类型", "Kind"), L("街道", "Street"), L("在线", "Online"), ""], o.map((x) => h("tr", { "data-org": x.id }, h("td", {}, x.name), h("td", {}, KINDS[x.kind] ? L(...KINDS[x.kind]) : x.kind), h("td", {}, x.street),
+    put(orgBox, stable([L("名称", "Name"), L("类型", "Kind"), L("区县", "District"), L("街道", "Street"), L("在线", "Online"), ""], o.map((x) => h("tr", { "data-org": x.id, "data-online": String(!!x.online) },
+      h("td", { "data-col": "name" }, x.name), h("td", {}, KINDS[x.kind] ? L(...KINDS[x.kind]) : x.kind), h("td", { "data-col": "district" }, x.district), h("td", { "data-col": "street" }, x.street),
       h("td", {}, x.online ? h("span", { class: "badge good" }, L("在线", "online")) : h("span", { class: "badge bad" }, L("未上线", "offline"))),
-      h("td", {}, h("button", { "data-action": "toggle-online", "data-target": x.id, onclick: (ev) => act(ev.target, async () => { await api("PATCH", `/api/orgs/${x.id}`, { online: !x.online }); await refresh(); }) }, x.online ? L("下线", "Take offline") : L("上线", "Bring online")))))));
-    put(medBox, table([L("姓名", "Name"), L("组织", "Organisation"), L("专长", "Specialties"), L("状态", "Status"), ""], m.map((x) => {
-      const st = select([["active", L("在岗", "active")], ["inactive", L("停用", "inactive")], ["suspended", L("暂停", "suspended")]], { "data-role": "status", "data-target": x.id });
+      h("td", { class: "actions" },
+        h("button", { "data-action": "edit-org", "data-target": x.id, onclick: () => editOrg(x) }, L("修改", "Edit")),
+        h("button", { "data-action": "toggle-online", "data-target": x.id, onclick: (ev) => act(ev.target, async () => { await api("PATCH", `/api/orgs/${x.id}`, { online: !x.online }); await refresh(); }) }, x.online ? L("下线", "Take offline") : L("上线", "Bring online")))))));
+    put(medBox, stable([L("姓名", "Name"), L("组织", "Organisation"), L("专长", "Specialties"), L("状态", "Status"), ""], m.map((x) => {
+      const st = select(MSTATUS, { "data-role": "status", "data-target": x.id, "aria-label": L("状态", "Status") });
       st.value = x.status;
-      const sp = input({ value: x.specialties, "data-role": "specialties", "data-target": x.id });
-      return h("tr", { "data-mediator": x.id, "data-status": x.status }, h("td", {}, x.name), h("td", {}, oname(x.org_id)), h("td", {}, sp), h("td", {}, st),
-        h("td", {}, h("button", { "data-action": "save-mediator", "data-target": x.id, onclick: (ev) => act(ev.target, async () => { await api("PATCH", `/api/mediators/${x.id}`, { status: st.value, specialties: sp.value }); await refresh(); }) }, L("保存", "Save"))));
+      const sp = input({ value: x.specialties, "data-role": "specialties", "data-target": x.id, "aria-label": L("专长", "Specialties") });
+      return h("tr", { "data-mediator": x.id, "data-status": x.status }, h("td", { "data-col": "name" }, x.name), h("td", { "data-col": "org" }, oname(x.org_id)), h("td", {}, sp), h("td", {}, st),
+        h("td", { class: "actions" },
+          h("button", { "data-action": "save-mediator", "data-target": x.id, onclick: (ev) => act(ev.target, async () => { await api("PATCH", `/api/mediators/${x.id}`, { status: st.value, specialties: sp.value }); await refresh(); }) }, L("保存", "Save")),
+          h("button", { "data-action": "edit-mediator", "data-target": x.id, onclick: () => editMediator(x) }, L("修改", "Edit"))));
     })));
-    put(userBox, table([L("用户名", "User"), L("姓名", "Name"), L("角色", "Role"), L("组织", "Organisation")], us.items.map((x) => h("tr", { "data-user": x.username }, h("td", {}, x.username), h("td", {}, x.display_name), h("td", {}, role(x.role)), h("td", {}, x.org_id ? oname(x.org_id) : "—")))));
+    put(userBox, stable([L("用户名", "User"), L("姓名", "Name"), L("角色", "Role"), L("组织", "Organisation"), L("状态", "State"), ""], us.items.map((x) => h("tr", { "data-user": x.username, "data-id": x.id, "data-active": String(x.active) },
+      h("td", {}, x.username), h("td", { "data-col": "name" }, x.display_name), h("td", { "data-col": "role" }, role(x.role)), h("td", { "data-col": "org" }, x.org_id ? oname(x.org_id) : "—"),
+      h("td", {}, x.active ? h("span", { class: "badge good" }, L("启用", "active")) : h("span", { class: "badge bad" }, L("已停用", "deactivated"))),
+      h("td", { class: "actions" },
+        h("button", { "data-action": "edit-user", "data-target": x.id, onclick: () => editUser(x) }, L("修改", "Edit")),
+        x.id === ME.id ? null : h("button", { class: x.active ? "danger" : null, "data-action": x.active ? "deactivate-user" : "reactivate-user", "data-target": x.id,
+          onclick: (ev) => act(ev.target, async () => {
+            if (x.active && !confirm(L(`停用账号 ${x.username}？其登录将立即失效。`, `Deactivate ${x.username}? Their logins end at once.`))) return;
+            await api("PATCH", `/api/users/${x.id}`, { active: !x.active }); await refresh();
+          }) }, x.active ? L("停用", "Deactivate") : L("启用", "Reactivate")))))));
     for (const s of $$("select[data-orgs]")) { const keep = s.value; put(s, ...orgs.map((x) => h("option", { value: x.id }, x.name))); if (keep) s.value = keep; }
   };
   const orgSel = (attrs = {}) => h("select", { "data-orgs": "", ...attrs });
   put(main, h("h1", {}, L("组织、调解员与账号", "Organisations, roster and accounts")),
-    card(L("调解组织", "Organisations"), orgBox, h("h3", {}, L("新增组织", "Add an organisation")), mkForm("org", [h("div", { class: "row" },
+    card(L("调解组织", "Organisations"), orgBox, orgEdit, h("h3", {}, L("新增组织", "Add an organisation")), mkForm("org", [h("div", { class: "row" },
       field("name", L("名称", "Name"), input({ required: true })), field("kind", L("类型", "Kind"), select(Object.entries(KINDS).map(([k, v]) => [k, L(...v)]))),
       field("district", L("区县", "District"), input({ required: true, value: "诸暨市" })), field("street", L("街道", "Street"), input({})),
       h("label", { class: "inline" }, input({ type: "checkbox", name: "online" }), L("已上线", "online")))], "add-org", L("新增", "Add"),
     async (v, f) => { await api("POST", "/api/orgs", { name: v.name, kind: v.kind, district: v.district, street: v.street || null, online: !!v.online }); f.reset(); await refresh(); })),
-    card(L("调解员名册", "Mediator roster"), medBox, h("h3", {}, L("新增调解员", "Add a mediator")), mkForm("mediator", [h("div", { class: "row" },
-      field("name", L("姓名", "Name"), input({ required: true })), field("org_id", L("组织", "Organisation"), orgSel()), field("specialties", L("专长", "Specialties"), input({})))], "add-mediator", L("新增", "Add"),
+    card(L("调解员名册", "Mediator roster"), medBox, medEdit, h("h3", {}, L("新增调解员", "Add a mediator")), mkForm("mediator", [h("div", { class: "row" },
+      field("name", L("姓名", "Name"), input({ id: "am-name", required: true })), field("org_id", L("组织", "Organisation"), orgSel({ id: "am-org" })), field("specialties", L("专长", "Specialties"), input({ id: "am-specialties" })))], "add-mediator", L("新增", "Add"),
     async (v, f) => { await api("POST", "/api/mediators", { name: v.name, org_id: Number(v.org_id), specialties: v.specialties || null }); f.reset(); await refresh(); })),
-    card(L("工作人员账号", "Staff accounts"), userBox, h("h3", {}, L("新增账号", "Add an account")), mkForm("user", [h("div", { class: "row" },
-      field("username", L("用户名", "User name"), input({ required: true, pattern: "[A-Za-z0-9._-]{3,64}" })), field("display_name", L("姓名", "Name"), input({ required: true })),
-      field("role", L("角色", "Role"), select(["admin", "triage", "org_admin", "mediator", "judge", "clerk"].map((r) => [r, role(r)]))),
-      field("org_id", L("组织（组织管理员、调解员必填）", "Organisation (org admin, mediator)"), orgSel()),
+    card(L("工作人员账号", "Staff accounts"), userBox, userEdit, h("h3", {}, L("新增账号", "Add an account")), mkForm("user", [h("div", { class: "row" },
+      field("username", L("用户名", "User name"), input({ required: true, pattern: "[A-Za-z0-9._-]{3,64}" })), field("display_name", L("姓名", "Name"), input({ id: "au-name", required: true })),
+      field("role", L("角色", "Role"), select(STAFF_ROLES.map((r) => [r, role(r)]))),
+      field("org_id", L("组织（组织管理员、调解员必填）", "Organisation (org admin, mediator)"), orgSel({ id: "au-org" })),
       field("password", L("初始密码（至少10位）", "Initial password (10+)"), input({ type: "password", required: true, minlength: 10, autocomplete: "new-password" })))], "add-user", L("新增", "Add"),
-    async (v, f) => { await api("POST", "/api/users", { username: v.username, display_name: v.display_name, role: v.role, org_id: ["org_admin", "mediator"].includes(v.role) ? Number(v.org_id) : null, password: v.password }); f.reset(); await refresh(); })));
+    async (v, f) => { await api("POST", "/api/users", { username: v.username, display_name: v.display_name, role: v.role, org_id: needsOrg(v.role) ? Number(v.org_id) : null, password: v.password }); f.reset(); await refresh(); })));
   await refresh();
 }
 
