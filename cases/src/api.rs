@@ -793,7 +793,7 @@ async fn get_session(
     ids: Ids,
 ) -> Result<Json<SessionView>, CasesError> {
     let (id, sid) = (ids.get("id"), ids.get("sid"));
-    match &ctx.principal {
+    let (v, note) = match &ctx.principal {
         Principal::Party(c) => {
             let own = c.case_id.as_deref() == Some(&id.to_string())
                 && c.session_id.as_deref() == Some(&sid.to_string());
@@ -814,34 +814,17 @@ async fn get_session(
                 p.identity_method = None;
                 p.identity_checked_by = None;
             }
-            st.store
-                .audit(
-                    &ctx.actor(),
-                    "session.read",
-                    "session",
-                    &sid.to_string(),
-                    "ok",
-                    "",
-                )
-                .await?;
-            Ok(Json(v))
+            (v, String::new())
         }
         Principal::Staff(u) => {
             let d = scoped(&st.store, &ctx, u, id, "session.read").await?;
-            let v = st.store.session_view(d.id, sid).await?;
-            st.store
-                .audit(
-                    &ctx.actor(),
-                    "session.read",
-                    "session",
-                    &sid.to_string(),
-                    "ok",
-                    &format!("dispute {}", d.id),
-                )
-                .await?;
-            Ok(Json(v))
+            (st.store.session_view(d.id, sid).await?, format!("dispute {}", d.id))
         }
-    }
+    };
+    st.store
+        .audit(&ctx.actor(), "session.read", "session", &sid.to_string(), "ok", &note)
+        .await?;
+    Ok(Json(v))
 }
 
 async fn party_session(

@@ -469,45 +469,9 @@ impl Store {
             ));
         }
         let display = validate::text("display_name", &u.display_name, 1, 100, false)?;
-        let role = StaffRole::parse(&u.role).ok_or_else(|| {
-            CasesError::invalid(
-                "role",
-                "must be one of: admin, triage, org_admin, mediator, judge, clerk",
-            )
-        })?;
-        if u.password.chars().count() < 10 {
-            return Err(CasesError::invalid(
-                "password",
-                "must have at least 10 characters",
-            ));
-        }
-        if u.password.len() > 1024 || u.password.contains('\0') {
-            return Err(CasesError::invalid(
-                "password",
-                "must be at most 1024 bytes without NUL",
-            ));
-        }
-        let needs_org = matches!(role, StaffRole::OrgAdmin | StaffRole::Mediator);
-        let org_id = match (needs_org, u.org_id) {
-            (true, None) => {
-                return Err(CasesError::invalid(
-                    "org_id",
-                    "is required for org_admin and mediator",
-                ))
-            }
-            (false, Some(_)) => {
-                return Err(CasesError::invalid(
-                    "org_id",
-                    "only org_admin and mediator accounts belong to an organisation",
-                ))
-            }
-            (_, o) => o,
-        };
-        if let Some(o) = org_id {
-            self.get_org(o)
-                .await?
-                .ok_or_else(|| CasesError::invalid("org_id", "no such organisation"))?;
-        }
+        let role = parse_staff_role(&u.role)?;
+        check_password(&u.password)?;
+        let org_id = self.account_org(role, u.org_id).await?;
         let specialties =
             validate::opt_text("specialties", u.specialties.as_deref(), 500)?.unwrap_or_default();
         let pw = u.password.clone();
@@ -614,6 +578,27 @@ impl Store {
         })
     }
 
+    /// The organisation of a staff account with `role`: required (and existing) for
+    /// `org_admin` and `mediator`, absent for the other roles.
+    ///
+    /// # Errors
+    /// 422 naming `org_id`; [`CasesError::Database`].
+    async fn account_org(&self, role: StaffRole, org_id: Option<i64>) -> Result<Option<i64>, CasesError> {
+        let needs_org = matches!(role, StaffRole::OrgAdmin | StaffRole::Mediator);
+        match (needs_org, org_id) {
+            (true, None) => Err(CasesError::invalid("org_id", "is required for org_admin and mediator")),
+            (false, Some(_)) => Err(CasesError::invalid(
+                "org_id",
+                "only org_admin and mediator accounts belong to an organisation",
+            )),
+            (_, Some(o)) => {
+                self.get_org(o).await?.ok_or_else(|| CasesError::invalid("org_id", "no such organisation"))?;
+                Ok(Some(o))
+            }
+            (_, None) => Ok(None),
+        }
+    }
+
     /// One staff account.
     ///
     /// # Errors
@@ -668,58 +653,22 @@ impl Store {
             None => old.display_name.clone(),
         };
         let role = match &p.role {
-            Some(r) => StaffRole::parse(r).ok_or_else(|| {
-                CasesError::invalid(
-                    "role",
-                    "must be one of: admin, triage, org_admin, mediator, judge, clerk",
-                )
-            })?,
+            Some(r) => parse_staff_role(r)?,
             None => old.role,
         };
         let active = p.active.unwrap_or(old.active);
         if let Some(pw) = &p.password {
-            if pw.chars().count() < 10 {
-                return Err(CasesError::invalid(
-                    "password",
-                    "must have at least 10 characters",
-                ));
-            }
-            if pw.len() > 1024 || pw.contains('\0') {
-                return Err(CasesError::invalid(
-                    "password",
-                    "must be at most 1024 bytes without NUL",
-                ));
-            }
+            check_password(pw)?;
         }
-        let needs_org = matches!(role, StaffRole::OrgAdmin | StaffRole::Mediator);
         // Absent org_id: keep the current one when the (new) role has one, drop it when
         // the role changes to one without.
         let org_id = match p.org_id {
             Some(o) => o,
-            None if needs_org => old.org_id,
+            None if matches!(role, StaffRole::OrgAdmin | StaffRole::Mediator) => old.org_id,
             None if p.role.is_some() => None,
             None => old.org_id,
         };
-        let org_id = match (needs_org, org_id) {
-            (true, None) => {
-                return Err(CasesError::invalid(
-                    "org_id",
-                    "is required for org_admin and mediator",
-                ))
-            }
-            (false, Some(_)) => {
-                return Err(CasesError::invalid(
-                    "org_id",
-                    "only org_admin and mediator accounts belong to an organisation",
-                ))
-            }
-            (_, o) => o,
-        };
-        if let Some(o) = org_id {
-            self.get_org(o)
-                .await?
-                .ok_or_else(|| CasesError::invalid("org_id", "no such organisation"))?;
-        }
+        let org_id = self.account_org(role, org_id).await?;
         if id == by && !active {
             return Err(CasesError::invalid(
                 "active",
@@ -3149,4 +3098,23 @@ mod tests {
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong", &h));
     }
+}
+
+/// A staff role by name, or 422 naming `role`.
+fn parse_staff_role(r: &str) -> Result<StaffRole, CasesError> {
+    StaffRole::parse(r).ok_or_else(|| {
+        CasesError::invalid("role", "must be one of: admin, triage, org_admin, mediator, judge, clerk")
+    })
+}
+
+/// A staff password: 10 characters at least, 1,024 bytes at most, no NUL (422 naming
+/// `password`).
+fn check_password(pw: &str) -> Result<(), CasesError> {
+    if pw.chars().count() < 10 {
+        return Err(CasesError::invalid("password", "must have at least 10 characters"));
+    }
+    if pw.len() > 1024 || pw.contains('\0') {
+        return Err(CasesError::invalid("password", "must be at most 1024 bytes without NUL"));
+    }
+    Ok(())
 }

@@ -678,13 +678,17 @@ fn render_room(plan: &Plan, room: &str, opts: &RenderOptions, out: &Path, pos: &
     }
     desc += &format!(
         " ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1,pixel-aspect-ratio=1/1 \
-         ! textoverlay name=info valignment=top halignment=left xpad=8 ypad=2 line-alignment=left \
+         ! textoverlay name=info valignment=top halignment=left xpad=8 ypad=2 line-alignment=left auto-resize=false \
          wait-text=false font-desc=\"{}\"",
-        font(band * 3 / 8)
+        // Two lines in the band: a CJK line is ≈ 1.45 em tall, so 0.3 × band per line
+        // keeps both (≈ 0.87 × band) clear of the name labels under the band. Sizes
+        // are in output pixels (`auto-resize=false`: textoverlay would otherwise scale
+        // them by the frame width ÷ 640).
+        font(band * 3 / 10)
     );
     for (i, _) in people.iter().enumerate() {
         desc += &format!(
-            " ! textoverlay name=label{i} valignment=top halignment=left xpad=0 ypad=0 shaded-background=true \
+            " ! textoverlay name=label{i} valignment=top halignment=left xpad=0 ypad=0 shaded-background=true auto-resize=false \
              deltax={} deltay={} font-desc=\"{}\"",
             cells[i].0 + 4,
             cells[i].1 + 4,
