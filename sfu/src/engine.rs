@@ -97,6 +97,11 @@ struct Consumer {
     /// Negotiated outgoing payload type; `None` until the subscriber's answer is in,
     /// or when the subscriber cannot take the codec.
     pt: Option<u8>,
+    /// A server offer carried this Consumer's track: the subscriber's next answer
+    /// makes it known there. Until then nothing is forwarded (a packet, above all the
+    /// keyframe that starts the Consumer, would arrive on an SSRC the browser does
+    /// not know yet and be dropped).
+    offered: bool,
     /// Video only: hold back packets until a keyframe starts.
     needs_keyframe: bool,
     /// Sequence number rewriting: out = in - delta.
@@ -657,8 +662,9 @@ impl Engine {
             // Subscribe the newcomer to every Producer already in the room.
             let producers: Vec<ProducerId> =
                 self.rooms.get(&room).map(|r| r.producers.clone()).unwrap_or_default();
+            // One server offer below for all of them.
             for p in producers {
-                self.add_consumer(p, tid);
+                self.add_consumer_unoffered(p, tid);
             }
         }
         self.resolve_consumers(tid);
@@ -812,11 +818,15 @@ impl Engine {
                 let want = self.visible(p, m);
                 let has = self.producers.get(&p).is_some_and(|x| x.consumers.iter().any(|c| c.transport == m));
                 if want && !has {
-                    self.add_consumer(p, m);
+                    self.add_consumer_unoffered(p, m);
                 } else if !want && has {
                     self.remove_consumer(p, m);
                 }
             }
+        }
+        // One server offer per subscriber for all the Consumers added.
+        for m in members {
+            self.maybe_offer(m);
         }
     }
 
@@ -1283,6 +1293,12 @@ impl Engine {
         let Some(sdp) = t.pc.local_description().map(|d| d.sdp) else { return };
         t.needs_offer = false;
         t.signaling = RTCSignalingState::HaveLocalOffer;
+        // Every current Consumer's track is in this offer.
+        for (pid, cid) in t.consumers.values() {
+            if let Some(c) = self.producers.get_mut(pid).and_then(|p| p.consumers.iter_mut().find(|c| c.id == *cid)) {
+                c.offered = true;
+            }
+        }
         if t.events.try_send(ParticipantEvent::Offer { sdp }).is_err() {
             warn!(transport = %tid, "signaling queue full; closing");
             self.remove_transport(tid, Some("slow_signaling"));
@@ -1291,14 +1307,15 @@ impl Engine {
         self.mark_dirty(tid);
     }
 
-    /// After a negotiation, learn each Consumer's outgoing payload type.
+    /// After a negotiation, learn the outgoing payload type of each Consumer whose
+    /// track the subscriber has answered (one a server offer carried).
     fn resolve_consumers(&mut self, tid: TransportId) {
         let Some(t) = self.transports.get_mut(&tid) else { return };
         for (pid, cid) in t.consumers.values() {
             let Some(prod) = self.producers.get_mut(pid) else { continue };
             let Some(codec) = prod.codec.clone() else { continue };
             let Some(c) = prod.consumers.iter_mut().find(|c| c.id == *cid) else { continue };
-            if c.pt.is_some() {
+            if c.pt.is_some() || !c.offered {
                 continue;
             }
             let Some(mut sender) = t.pc.rtp_sender(c.sender) else { continue };
@@ -1319,6 +1336,13 @@ impl Engine {
     // ------------------------------------------------------ producers/consumers
 
     fn add_consumer(&mut self, pid: ProducerId, tid: TransportId) {
+        self.add_consumer_unoffered(pid, tid);
+        self.maybe_offer(tid);
+    }
+
+    /// [`Self::add_consumer`] without the server offer: the caller sends one offer
+    /// for all the Consumers it adds (one renegotiation instead of one per track).
+    fn add_consumer_unoffered(&mut self, pid: ProducerId, tid: TransportId) {
         if !self.visible(pid, tid) {
             return; // waiting room, another side room
         }
@@ -1363,6 +1387,7 @@ impl Engine {
             track_id,
             ssrc,
             pt: None,
+            offered: false,
             needs_keyframe: video,
             seq_delta: 0,
             last_out_seq: None,
@@ -1371,7 +1396,6 @@ impl Engine {
         });
         debug!(producer = %pid, consumer = %cid, subscriber = %tid, "consumer created");
         self.update_gauges();
-        self.maybe_offer(tid);
     }
 
     fn open_producer(&mut self, tid: TransportId, receiver: RTCRtpReceiverId, track_id: String, ssrc: u32) {
@@ -1731,48 +1755,76 @@ impl Engine {
             };
             t.dirty = false;
             let _span = t.span.clone().entered();
-            while let Some(msg) = t.pc.poll_write() {
-                let to = msg.transport.peer_addr;
-                if demux::is_binding_request(&msg.message) {
-                    if let Some(txid) = demux::stun_transaction_id(&msg.message) {
-                        self.by_txid.insert(txid, (tid, now));
-                    }
-                }
-                let tcp = msg.transport.transport_protocol == TransportProtocol::TCP;
-                if demux::is_binding_success(&msg.message) {
-                    if tcp {
-                        if self.by_tcp_addr.get(&to) != Some(&tid) {
-                            new_tcp_addrs.push(to);
+            // At most two passes: the second only after ICE connected (see below).
+            let mut kicked = false;
+            loop {
+                while let Some(msg) = t.pc.poll_write() {
+                    let to = msg.transport.peer_addr;
+                    if demux::is_binding_request(&msg.message) {
+                        if let Some(txid) = demux::stun_transaction_id(&msg.message) {
+                            self.by_txid.insert(txid, (tid, now));
                         }
-                    } else if !t.addrs.contains(&to) {
-                        t.addrs.push(to);
-                        new_addrs.push(to);
+                    }
+                    let tcp = msg.transport.transport_protocol == TransportProtocol::TCP;
+                    if demux::is_binding_success(&msg.message) {
+                        if tcp {
+                            if self.by_tcp_addr.get(&to) != Some(&tid) {
+                                new_tcp_addrs.push(to);
+                            }
+                        } else if !t.addrs.contains(&to) {
+                            t.addrs.push(to);
+                            new_addrs.push(to);
+                        }
+                    }
+                    let sent = if refuse {
+                        Err(std::io::ErrorKind::WouldBlock.into())
+                    } else if tcp {
+                        Self::send_tcp(&self.tcp_conns, &msg.message, to)
+                    } else {
+                        if self.out.push(tid, to, msg.message) {
+                            let s = self.out.send(&self.socket, &mut self.send_refused);
+                            Self::count_sent(&self.stats, &s);
+                        }
+                        continue;
+                    };
+                    match sent {
+                        Ok(n) => {
+                            SfuStats::add(&self.stats.datagrams_out, 1);
+                            SfuStats::add(&self.stats.bytes_out, n as u64);
+                        }
+                        Err(_) => {
+                            SfuStats::add(&self.stats.dropped_send, 1);
+                            send_failed = true;
+                        }
                     }
                 }
-                let sent = if refuse {
-                    Err(std::io::ErrorKind::WouldBlock.into())
-                } else if tcp {
-                    Self::send_tcp(&self.tcp_conns, &msg.message, to)
-                } else {
-                    if self.out.push(tid, to, msg.message) {
-                        let s = self.out.send(&self.socket, &mut self.send_refused);
-                        Self::count_sent(&self.stats, &s);
+                let seen = events.len();
+                while let Some(ev) = t.pc.poll_event() {
+                    events.push(ev);
+                }
+                // ICE just selected a pair (the client's USE-CANDIDATE check). As the DTLS
+                // client (our answer's `a=setup:active`) `rtc` starts the handshake on that, in
+                // `poll_event`, but leaves the ClientHello inside its DTLS endpoint until the
+                // next `handle_timeout` or DTLS read (rtc 0.21.1
+                // `peer_connection/handler/dtls.rs`, `handle_event`: `connect` without
+                // `poll_transmit`). No deadline asks for that soon, so without this the
+                // handshake waited for some later timer. `handle_timeout` before a deadline
+                // does nothing else (every handler checks its own deadline).
+                if !kicked
+                    && events[seen..].iter().any(|e| {
+                        matches!(
+                            e,
+                            RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(RTCIceConnectionState::Connected)
+                        )
+                    })
+                {
+                    kicked = true;
+                    if let Err(e) = t.pc.handle_timeout(now) {
+                        debug!(transport = %tid, "handle_timeout after ICE connected: {e}");
                     }
                     continue;
-                };
-                match sent {
-                    Ok(n) => {
-                        SfuStats::add(&self.stats.datagrams_out, 1);
-                        SfuStats::add(&self.stats.bytes_out, n as u64);
-                    }
-                    Err(_) => {
-                        SfuStats::add(&self.stats.dropped_send, 1);
-                        send_failed = true;
-                    }
                 }
-            }
-            while let Some(ev) = t.pc.poll_event() {
-                events.push(ev);
+                break;
             }
             while let Some(msg) = t.pc.poll_read() {
                 match msg.message {
