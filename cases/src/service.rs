@@ -545,31 +545,12 @@ impl Store {
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(&self.inner.pool)
             .await?;
-        type UserListRow = (i64, String, String, String, Option<i64>, i64, Option<i64>);
-        let rows: Vec<UserListRow> = sqlx::query_as(
-            "SELECT u.id, u.username, u.display_name, u.role, u.org_id, u.active, m.id \
-             FROM users u LEFT JOIN mediators m ON m.user_id = u.id ORDER BY u.id LIMIT $1 OFFSET $2",
-        )
-        .bind(per_page)
-        .bind((page - 1) * per_page)
-        .fetch_all(&self.inner.pool)
-        .await?;
-        let items = rows
-            .into_iter()
-            .filter_map(
-                |(id, username, display_name, role, org_id, active, mediator_id)| {
-                    Some(User {
-                        id,
-                        username,
-                        display_name,
-                        role: StaffRole::parse(&role)?,
-                        org_id,
-                        mediator_id,
-                        active: active == 1,
-                    })
-                },
-            )
-            .collect();
+        let rows: Vec<AccountRow> = sqlx::query_as(&format!("{USER_SELECT} ORDER BY u.id LIMIT $1 OFFSET $2"))
+            .bind(per_page)
+            .bind((page - 1) * per_page)
+            .fetch_all(&self.inner.pool)
+            .await?;
+        let items = rows.into_iter().filter_map(user_from_row).collect();
         Ok(Page {
             items,
             page,
@@ -604,27 +585,11 @@ impl Store {
     /// # Errors
     /// [`CasesError::Database`].
     pub async fn get_user(&self, id: i64) -> Result<Option<User>, CasesError> {
-        type Row = (i64, String, String, String, Option<i64>, i64, Option<i64>);
-        let row: Option<Row> = sqlx::query_as(
-            "SELECT u.id, u.username, u.display_name, u.role, u.org_id, u.active, m.id \
-             FROM users u LEFT JOIN mediators m ON m.user_id = u.id WHERE u.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.inner.pool)
-        .await?;
-        Ok(row.and_then(
-            |(id, username, display_name, role, org_id, active, mediator_id)| {
-                Some(User {
-                    id,
-                    username,
-                    display_name,
-                    role: StaffRole::parse(&role)?,
-                    org_id,
-                    mediator_id,
-                    active: active == 1,
-                })
-            },
-        ))
+        let row: Option<AccountRow> = sqlx::query_as(&format!("{USER_SELECT} WHERE u.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.inner.pool)
+            .await?;
+        Ok(row.and_then(user_from_row))
     }
 
     /// Changes a staff account (admin only; the API checks the role). `by` is the id of
@@ -3117,4 +3082,16 @@ fn check_password(pw: &str) -> Result<(), CasesError> {
         return Err(CasesError::invalid("password", "must be at most 1024 bytes without NUL"));
     }
     Ok(())
+}
+
+/// The columns of a staff account with its roster entry, for [`user_from_row`].
+const USER_SELECT: &str = "SELECT u.id, u.username, u.display_name, u.role, u.org_id, u.active, m.id \
+     FROM users u LEFT JOIN mediators m ON m.user_id = u.id";
+
+/// (id, username, display_name, role, org_id, active 0/1, mediator id).
+type AccountRow = (i64, String, String, String, Option<i64>, i64, Option<i64>);
+
+/// A staff account from a [`USER_SELECT`] row; `None` for a role this build does not know.
+fn user_from_row((id, username, display_name, role, org_id, active, mediator_id): AccountRow) -> Option<User> {
+    Some(User { id, username, display_name, role: StaffRole::parse(&role)?, org_id, mediator_id, active: active == 1 })
 }
