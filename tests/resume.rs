@@ -143,6 +143,20 @@ async fn resume_keeps_identity_side_room_and_producers_then_expires() {
     assert_eq!(SfuStats::get(&stats.producers), 6);
     assert_eq!(SfuStats::get(&stats.consumers), 4, "m1↔a1 only");
     assert!(m.received.lock().unwrap().ended.iter().all(|(p, _)| p != "a1"), "a1's tracks never ended at m1");
+    // One continuous stream at m1 across the new source: sequence numbers step by one
+    // and RTP timestamps never jump back or far ahead (a browser drops video frames
+    // whose timestamp runs backwards), although the new connection starts both afresh.
+    {
+        let r = m.received.lock().unwrap();
+        for (kind, clock) in [(VIDEO, 90_000i64), (AUDIO, 48_000)] {
+            let key = ("a1".to_owned(), kind);
+            let seqs = &r.seqs[&key];
+            assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "{kind}: a gap or jump in {seqs:?}");
+            let ts = &r.timestamps[&key];
+            let worst = ts.windows(2).map(|w| i64::from(w[1].wrapping_sub(w[0]) as i32)).fold((0, 0), |(lo, hi), d| (lo.min(d), hi.max(d)));
+            assert!(worst.0 >= 0 && worst.1 < 10 * clock, "{kind}: timestamps step from {} to {} ticks", worst.0, worst.1);
+        }
+    }
 
     // Second drop, and no resume: after the window a1 is gone.
     let mut a2 = a2;

@@ -110,8 +110,14 @@ struct Consumer {
     /// Packets older than this (in sequence order) are not forwarded after a resume.
     resume_seq: Option<u16>,
     /// The Producer's source changed (its participant resumed with a new peer
-    /// connection): the next packet rebases the sequence numbers.
+    /// connection): the next packet rebases the sequence numbers and RTP timestamps.
     rebase: bool,
+    /// RTP timestamp rewriting (the codec's clock): out = in - delta. Zero until a new
+    /// source: a browser's jitter buffer drops frames whose timestamp runs backwards
+    /// from the last one it decoded, and a new source starts at a random timestamp.
+    ts_delta: u32,
+    /// The last timestamp sent, and when (to continue from it on a new source).
+    last_out_ts: Option<(u32, Instant)>,
 }
 
 struct Producer {
@@ -1393,6 +1399,8 @@ impl Engine {
             last_out_seq: None,
             resume_seq: None,
             rebase: false,
+            ts_delta: 0,
+            last_out_ts: None,
         });
         debug!(producer = %pid, consumer = %cid, subscriber = %tid, "consumer created");
         self.update_gauges();
@@ -1970,6 +1978,11 @@ impl Engine {
                 wants_keyframe |= Self::tap(&self.stats, sink, rec.0, rec.1, prod, &pkt, key);
             }
         }
+        // The codec's RTP clock (Hz), for timestamp continuity on a new source.
+        let clock = match prod.video {
+            Some(_) => 90_000,
+            None => prod.codec.as_ref().map_or(48_000, |c| c.clock_rate),
+        };
         for c in prod.consumers.iter_mut() {
             let Some(out_pt) = c.pt else { continue };
             let Some(t) = self.transports.get_mut(&c.transport) else { continue };
@@ -1979,12 +1992,7 @@ impl Engine {
             let seq = pkt.header.sequence_number;
             if c.rebase && !(prod.video.is_some() && c.needs_keyframe) {
                 // A new source (resumed publisher): continue the outgoing numbering.
-                c.rebase = false;
-                c.seq_delta = match c.last_out_seq {
-                    Some(last) => seq.wrapping_sub(last.wrapping_add(1)),
-                    None => 0,
-                };
-                c.resume_seq = Some(seq);
+                Self::rebase_consumer(c, &pkt.header, clock, now);
             }
             if prod.video.is_some() && c.needs_keyframe {
                 if !key {
@@ -1993,12 +2001,16 @@ impl Engine {
                     continue;
                 }
                 c.needs_keyframe = false;
-                c.rebase = false;
-                c.seq_delta = match c.last_out_seq {
-                    Some(last) => seq.wrapping_sub(last.wrapping_add(1)),
-                    None => 0,
-                };
-                c.resume_seq = Some(seq);
+                if c.rebase {
+                    Self::rebase_consumer(c, &pkt.header, clock, now);
+                } else {
+                    // Same source after a skip: only the sequence numbers close the gap.
+                    c.seq_delta = match c.last_out_seq {
+                        Some(last) => seq.wrapping_sub(last.wrapping_add(1)),
+                        None => 0,
+                    };
+                    c.resume_seq = Some(seq);
+                }
             }
             if let Some(r) = c.resume_seq {
                 if (seq.wrapping_sub(r) as i16) < 0 {
@@ -2014,7 +2026,7 @@ impl Engine {
                     marker: pkt.header.marker,
                     payload_type: out_pt,
                     sequence_number: out_seq,
-                    timestamp: pkt.header.timestamp,
+                    timestamp: pkt.header.timestamp.wrapping_sub(c.ts_delta),
                     ssrc: c.ssrc,
                     ..Default::default()
                 },
@@ -2023,6 +2035,7 @@ impl Engine {
             match t.pc.rtp_sender(c.sender).map(|mut s| s.write_rtp(now, out)) {
                 Some(Ok(())) => {
                     c.last_out_seq = Some(out_seq);
+                    c.last_out_ts = Some((pkt.header.timestamp.wrapping_sub(c.ts_delta), now));
                     SfuStats::add(&self.stats.rtp_out, 1);
                     if !t.dirty {
                         t.dirty = true;
@@ -2039,6 +2052,29 @@ impl Engine {
             let owner = prod.owner;
             self.mark_dirty(owner);
         }
+    }
+
+    /// A Consumer's first packet from a new source (the publisher resumed on a new
+    /// connection): its sequence numbers continue from the last one sent, and its RTP
+    /// timestamps from the last one sent plus the time since (in `clock` Hz, at least
+    /// one tick), so the subscriber sees one continuous stream (RFC 3550 §5.1: the
+    /// timestamp is monotonic within a stream). Packets of the new source older than
+    /// this one are not forwarded.
+    fn rebase_consumer(c: &mut Consumer, h: &rtp::header::Header, clock: u32, now: Instant) {
+        c.rebase = false;
+        c.seq_delta = match c.last_out_seq {
+            Some(last) => h.sequence_number.wrapping_sub(last.wrapping_add(1)),
+            None => 0,
+        };
+        c.resume_seq = Some(h.sequence_number);
+        c.ts_delta = match c.last_out_ts {
+            Some((last, at)) => {
+                let ticks = (now.duration_since(at).as_secs_f64() * f64::from(clock)).min(f64::from(u32::MAX / 4));
+                let next = last.wrapping_add((ticks as u32).max(1));
+                h.timestamp.wrapping_sub(next)
+            }
+            None => 0,
+        };
     }
 
     /// Asks the Producer's publisher for a keyframe: PLI (RFC 4585 §6.3.1), or FIR

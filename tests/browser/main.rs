@@ -12,18 +12,20 @@
 //! `join_time.rs`, runs only when named so).
 
 use fantoccini::wd::Capabilities;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use fengqiao::server::{self, Running};
 use fengqiao_signaling::invite::Role;
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[path = "../common/netns.rs"]
 mod netns;
 use netns::NS_IP;
+#[path = "../common/webdriver.rs"]
+mod webdriver;
+use webdriver::{connect, start_driver, Driver};
 
 /// Bench only (issue 6), never a test: `FQ_BROWSER_CASES=join_time`.
 mod join_time;
@@ -95,60 +97,6 @@ fn main() {
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn geckodriver_path() -> String {
-    let home = std::env::var("HOME").unwrap_or_default();
-    let cargo_bin = format!("{home}/.cargo/bin/geckodriver");
-    if std::path::Path::new(&cargo_bin).exists() {
-        cargo_bin
-    } else {
-        "geckodriver".into()
-    }
-}
-
-async fn start_driver(browser: &str) -> Result<Driver, String> {
-    let port = free_port();
-    let mut cmd = match browser {
-        "chromium" => {
-            let mut c = Command::new("chromedriver");
-            c.arg(format!("--port={port}"));
-            c
-        }
-        "firefox" => {
-            let mut c = Command::new(geckodriver_path());
-            c.args(["--port", &port.to_string(), "--host", "127.0.0.1"]);
-            c
-        }
-        other => return Err(format!("unknown browser {other}")),
-    };
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| format!("{browser} driver: {e}"))?;
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut poll = tokio::time::interval(Duration::from_millis(100));
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(format!("{browser} driver did not listen on {port}"));
-        }
-        poll.tick().await;
-    }
-    Ok(Driver { child, url })
-}
-
 /// `origin` is the server's http://10.99.0.1:port: not a secure context, so both
 /// browsers are told to treat it as one (getUserMedia needs it; production runs
 /// behind TLS).
@@ -216,11 +164,7 @@ async fn open_with(
     if let Some(Value::Array(args)) = caps.get_mut("goog:chromeOptions").and_then(|o| o.get_mut("args")) {
         args.extend(extra.iter().map(|a| Value::String(a.clone())));
     }
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .map_err(|e| format!("{browser} session: {e}"))
+    connect(driver, caps, browser).await
 }
 
 /// The mediator m1 (王调解员) and the applicant a1 (张三), each in a tab of its own
@@ -391,11 +335,7 @@ async fn two_tabs(browser: &str) -> Result<(), String> {
                 args.push(json!("--deny-permission-prompts"));
             }
         }
-        let c4 = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&d4.url)
-            .await
-            .map_err(|e| format!("session: {e}"))?;
+        let c4 = connect(&d4, caps, browser).await?;
         c4.goto(&url).await.map_err(|e| e.to_string())?;
         c4.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#lobby-error[data-code=permission]")).await
             .map_err(|e| format!("no permission-denied message: {e}"))?;

@@ -145,6 +145,8 @@ pub struct Received {
     pub msgs: Vec<Value>,
     /// (participant id, kind) → RTP sequence numbers in arrival order.
     pub seqs: HashMap<(String, RtpCodecKind), Vec<u16>>,
+    /// (participant id, kind) → RTP timestamps in arrival order.
+    pub timestamps: HashMap<(String, RtpCodecKind), Vec<u32>>,
 }
 
 pub struct Client {
@@ -206,6 +208,7 @@ impl PeerConnectionEventHandler for Handler {
                             r.first_keyframe.entry(owner.clone()).or_insert_with(Instant::now);
                         }
                         r.seqs.entry((owner.clone(), kind)).or_default().push(p.header.sequence_number);
+                        r.timestamps.entry((owner.clone(), kind)).or_default().push(p.header.timestamp);
                         r.payloads.entry((owner.clone(), kind)).or_default().push(p.payload);
                     }
                     TrackRemoteEvent::OnEnded => {

@@ -14,20 +14,20 @@
 //! `tests/browser` (`unshare -n`, veth 10.99.0.1 ↔ 10.99.0.2). Screenshots go to
 //! `target/staff-shots/` (`FQ_SHOTS=DIR` to change).
 
-use fantoccini::wd::Capabilities;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use fengqiao::server::{self, Running};
 use fengqiao_recorder::EvidenceKey;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "../common/netns.rs"]
 mod netns;
 use netns::NS_IP;
+#[path = "../common/webdriver.rs"]
+mod webdriver;
+use webdriver::{connect, start_driver, Driver};
 type R<T> = Result<T, String>;
 
 fn main() {
@@ -52,36 +52,6 @@ fn main() {
     }
 }
 
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_driver() -> R<Driver> {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("chromedriver: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(format!("chromedriver did not listen on {port}"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(Driver { child, url: format!("http://127.0.0.1:{port}") })
-}
-
 async fn open(driver: &Driver, profile: &Path) -> R<Client> {
     let caps = json!({
         "browserName": "chrome",
@@ -96,12 +66,7 @@ async fn open(driver: &Driver, profile: &Path) -> R<Client> {
         }
     });
     let Value::Object(caps) = caps else { unreachable!("an object literal") };
-    let caps: Capabilities = caps;
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .map_err(|e| format!("chromium session: {e}"))
+    connect(driver, caps, "chromium").await
 }
 
 fn shots_dir() -> PathBuf {
@@ -235,7 +200,7 @@ async fn walk() -> R<()> {
         .into_iter()
         .map(|l| (l.username.clone(), (l.username, l.password)))
         .collect();
-    let driver = start_driver().await?;
+    let driver = start_driver("chromium").await?;
     let profile = tempfile::tempdir().unwrap();
     let c = open(&driver, profile.path()).await?;
 
@@ -636,11 +601,7 @@ async fn open_media(driver: &Driver, profile: &Path, origin: &str) -> R<Client> 
         }
     });
     let Value::Object(caps) = caps else { unreachable!("an object literal") };
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .map_err(|e| format!("media session: {e}"))
+    connect(driver, caps, "media").await
 }
 
 /// Waits until page `c` decodes video from `pid` and receives its audio.
