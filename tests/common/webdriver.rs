@@ -5,10 +5,13 @@
 
 use fantoccini::wd::Capabilities;
 use fantoccini::{Client, ClientBuilder};
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running WebDriver server; the process is killed when this is dropped.
+/// A running WebDriver server, in a process group of its own with the browsers it
+/// starts: dropping this kills the whole group, so a browser whose session was never
+/// ended (a failed case) does not outlive the test.
 pub struct Driver {
     child: Child,
     /// `http://127.0.0.1:<port>`.
@@ -17,6 +20,11 @@ pub struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // The group's id is the driver's pid (`process_group(0)` below).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -57,7 +65,12 @@ pub async fn start_driver(browser: &str) -> Result<Driver, String> {
         }
         other => return Err(format!("unknown browser {other}")),
     };
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| format!("{browser} driver: {e}"))?;
+    let child = cmd
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{browser} driver: {e}"))?;
     let driver = Driver { child, url: format!("http://127.0.0.1:{port}") };
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut poll = tokio::time::interval(Duration::from_millis(100));
