@@ -111,6 +111,20 @@ async fn wait(c: &Client, css: &str, secs: u64) -> R<fantoccini::elements::Eleme
 }
 
 /// Clicks `css`; an element re-rendered between finding and clicking (stale) is found again.
+/// Polls `script` (returning a boolean) until it is true, for at most `secs` seconds.
+async fn until(c: &Client, script: &str, secs: u64) -> R<()> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if js(c, script, vec![]).await? == json!(true) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not true within {secs} s: {script}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn click(c: &Client, css: &str) -> R<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -354,9 +368,10 @@ async fn walk() -> R<()> {
     let kept = js(&c, "return document.querySelector('#case-panel #f-text').value", vec![]).await?;
     check(kept == json!(agreement_text), format!("agreement text lost across the login expiry: {kept}"))?;
     click(&c, "#case-panel [data-action=agree]").await?;
-    for _ in 0..2 {
+    for n in 1..=2 {
         click(&c, "#case-panel [data-action=sign]").await?;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let signed = format!("return document.querySelectorAll('#case-panel tr[data-party] [data-signed]').length >= {n}");
+        until(&c, &signed, 10).await?;
     }
     wait(&c, "#case-panel tr[data-party]:nth-child(2) [data-signed]", 10).await?;
     click(&c, "#case-panel [data-action=apply-confirmation]").await?;
@@ -428,7 +443,7 @@ async fn walk() -> R<()> {
     let review_shot = shot(&c, "judge-review").await;
     // Phone width: the same page stacks and stays usable.
     c.set_window_size(390, 844).await.map_err(|e| e.to_string())?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until(&c, "return window.innerWidth <= 400", 5).await?;
     shot(&c, "judge-review-phone").await;
     c.set_window_size(1366, 768).await.map_err(|e| e.to_string())?;
 
@@ -523,7 +538,7 @@ async fn walk() -> R<()> {
     js(&c, "window.scrollTo(0, document.querySelector('#users').getBoundingClientRect().top + window.scrollY - 80); return 1", vec![]).await?;
     let admin_shot = shot(&c, "admin-accounts").await;
     c.set_window_size(390, 844).await.map_err(|e| e.to_string())?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until(&c, "return window.innerWidth <= 400", 5).await?;
     js(&c, "window.scrollTo(0, 0); return 1", vec![]).await?;
     shot(&c, "admin-phone").await;
     js(&c, "window.scrollTo(0, document.querySelector('#users').getBoundingClientRect().top + window.scrollY - 20); return 1", vec![]).await?;
