@@ -292,7 +292,8 @@ async fn main() -> anyhow::Result<()> {
                 let a = running.invite_url(&server::claims("demo", "applicant-1", "张三", Role::Applicant, 12 * 3600));
                 let r = running.invite_url(&server::claims("demo", "respondent-1", "李四", Role::Respondent, 12 * 3600));
                 println!("\nFengqiao is running at {}\n", running.public_url);
-                println!("Demo room invites (valid 12 h) — open two in separate tabs:");
+                println!("Demo room invites (valid 12 h). Open the mediator's in one tab and a party's in another;");
+                println!("the party waits until the mediator admits them (等候室 → 允许进入):");
                 println!("  mediator   (王调解员): {m}");
                 println!("  applicant  (张三):     {a}");
                 println!("  respondent (李四):     {r}\n");
@@ -300,7 +301,8 @@ async fn main() -> anyhow::Result<()> {
                     Some(l) => print_demo_logins(&l),
                     None => println!("Demo logins: staff accounts exist already (the demo logins were printed on first start)."),
                 }
-                println!("\nCase API: {0}/api/… — sign in with POST {0}/api/auth/login; every endpoint is listed at {0}/api/openapi.json\n", running.public_url);
+                println!("\nStaff pages: {0}/staff/ (sign in with a login above; docs/staff.md walks through a recorded session)", running.public_url);
+                println!("Case API: {0}/api/… — sign in with POST {0}/api/auth/login; every endpoint is listed at {0}/api/openapi.json\n", running.public_url);
             }
             let sfu = running.sfu.clone();
             let stop = async {

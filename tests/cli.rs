@@ -586,6 +586,13 @@ fn manifest_entries(session: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The manifest's complete lines while the recorder is still writing it (a missing
+/// file or a half-written last line reads as fewer entries).
+fn manifest_entries_so_far(session: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(session.join("manifest.jsonl")).unwrap_or_default();
+    text.lines().map_while(|l| serde_json::from_str(l).ok()).collect()
+}
+
 fn verify_session(dir: &Path, session: &Path) -> fengqiao_recorder::Report {
     let key = fengqiao_recorder::EvidenceKey::load(&dir.join("data/keys")).unwrap();
     fengqiao_recorder::verify(session, key.public_key())
@@ -631,9 +638,20 @@ async fn recorded_server(room: &str) -> Recorded {
 async fn kill_9_during_recording_leaves_verifiable_evidence() {
     let room = "crash-room";
     let Recorded { dir, server: mut s, m, a } = recorded_server(room).await;
-    // One closed 10 s segment per track, and an open one.
-    tokio::time::sleep(Duration::from_secs(14)).await;
+    // One closed 10 s segment per track, and an open one that has recorded for 3 s.
     let session = dir.path().join("data/sessions").join(room);
+    common::wait_for("a closed video segment and 3 s of the next", Duration::from_secs(60), || {
+        let e = manifest_entries_so_far(&session);
+        let closed = e.iter().any(|x| x["type"] == "file" && x["path"].as_str().is_some_and(|p| p.starts_with("tracks/a1-video-0-")));
+        let open_for = e
+            .iter()
+            .rev()
+            .find(|x| x["type"] == "file_open" && x["path"].as_str().is_some_and(|p| p.contains("-video-")))
+            .and_then(|x| chrono::DateTime::parse_from_rfc3339(x["t"].as_str()?).ok())
+            .map(|t| chrono::Utc::now().signed_duration_since(t).num_milliseconds());
+        closed && open_for.is_some_and(|ms| ms >= 3000)
+    })
+    .await;
     let open_video: Vec<String> = {
         let e = manifest_entries(&session);
         let opened: Vec<String> =
@@ -713,7 +731,7 @@ async fn json_logs_carry_no_names_phones_id_numbers_or_tokens() {
     const APPLICANT: &str = "欧阳晓梅";
     const RESPONDENT: &str = "司马建国";
     const PHONE: &str = "13912345678";
-    const ID_NUMBER: &str = "11010119900307123X";
+    const ID_NUMBER: &str = "11010119900307109X";
     let dir = tempfile::tempdir().unwrap();
     let mut c = fengqiao(dir.path(), &["serve", "--demo-invites"]);
     c.env("FENGQIAO_SERVER__HTTP_ADDR", "127.0.0.1:0")

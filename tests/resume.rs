@@ -246,3 +246,55 @@ async fn resume_without_restart_takes_over_the_signaling_only() {
     m.leave().await;
     srv.shutdown().await;
 }
+
+/// A renegotiation while a participant's signaling is down (someone else leaves, so
+/// the server re-offers without that one's tracks) keeps the participant for its
+/// resume window: the offer waits and comes on the resumed connection. It used to
+/// end the participant at once as `slow_signaling` (found by a newcomer run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_offer_during_the_drop_waits_for_the_resume() {
+    let (srv, dir) = start_server_with(|c| c.media.resume_window_ms = WINDOW_MS * 3).await;
+    let room = "offer-while-down";
+    let a_tok = tok(&srv, room, "a1", Role::Applicant);
+    let m = Client::join(&srv, "m1", tok(&srv, room, "m1", Role::Mediator)).await;
+    let mut a = Client::join(&srv, "a1", a_tok.clone()).await;
+    let r = Client::join(&srv, "r1", tok(&srv, room, "r1", Role::Respondent)).await;
+    // Every Consumer of a1 forwards only once a1 answered the offer that carried it:
+    // with all four flowing, no offer is outstanding.
+    wait_for("a1 to get r1's and m1's audio and video", T, || {
+        [("r1", VIDEO), ("r1", AUDIO), ("m1", VIDEO), ("m1", AUDIO)].iter().all(|(p, k)| a.count(p, *k) > 5)
+    })
+    .await;
+    let resume_token = a.joined["resume_token"].as_str().unwrap().to_owned();
+
+    a.drop_signaling();
+    wait_for("m1 to see a1 reconnecting", T, || m.saw(|v| v["type"] == "participant_reconnecting" && v["id"] == "a1")).await;
+    // r1 leaves: a1's Transport loses two Consumers, so the server offers again.
+    r.leave().await;
+    wait_for("m1 to see r1 leave", T, || left(&m, "r1")).await;
+    let resumed_before = m.msgs_of("participant_resumed").len();
+
+    let mut ws = ws_connect(&srv).await;
+    send_json(&mut ws, json!({"type": "resume", "v": 1, "token": a_tok, "resume_token": resume_token, "restart": false}))
+        .await;
+    let j = recv_json(&mut ws, T).await;
+    assert_eq!((j["type"].as_str(), j["resumed"].as_bool()), (Some("joined"), Some(true)), "{j}");
+    // The offer made while a1 was away reaches the new connection, without r1's tracks.
+    let offer = loop {
+        let v = recv_json(&mut ws, T).await;
+        if v["type"] == "offer" {
+            break v;
+        }
+    };
+    let sdp = offer["sdp"].as_str().unwrap();
+    assert!(!sdp.contains("a=msid:r1 "), "r1's tracks are gone from the offer:\n{sdp}");
+    wait_for("m1 to see a1 resumed", T, || m.msgs_of("participant_resumed").len() > resumed_before).await;
+    assert!(!left(&m, "a1"), "a1 was never gone");
+    let ev = events(dir.path());
+    assert!(of(&ev, "a1", "leave").is_empty(), "{ev:?}");
+    send_json(&mut ws, json!({"type": "leave"})).await;
+    wait_for("m1 to see a1 leave", T, || left(&m, "a1")).await;
+    a.vanish().await;
+    m.leave().await;
+    srv.shutdown().await;
+}

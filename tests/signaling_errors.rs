@@ -102,6 +102,17 @@ async fn every_bad_input_gets_its_code_and_the_room_lives_on() {
         ws.send(Message::Text(r#"{"type":"ping"}"#.into())).await.unwrap();
     }
     expect_error(&mut ws, "rate_limited").await;
+    // Over 1 MiB the WebSocket layer gives up: a close frame with 1009 (RFC 6455 §7.4.1).
+    let mut huge = ws_connect(&srv).await;
+    let _ = huge.send(Message::Text("x".repeat(2 << 20).into())).await;
+    let close = loop {
+        match tokio::time::timeout(T, futures_util::StreamExt::next(&mut huge)).await.expect("an answer to a 2 MiB frame") {
+            Some(Ok(Message::Close(c))) => break c,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame with 1009, got {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(1009));
 
     // Meanwhile alice and bob kept their media and noticed nothing.
     wait_for("media to keep flowing", Duration::from_secs(5), || {

@@ -43,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let body: fengqiao_cases::model::NewDispute = serde_json::from_value(serde_json::json!({
             "category": "debt", "description": "负载测试纠纷 load test dispute with a description of moderate length.",
             "amount_fen": 500000,
-            "parties": [{"kind": "applicant", "name": "甲", "id_number": "330681199001011234"}, {"kind": "respondent", "name": "乙"}]
+            "parties": [{"kind": "applicant", "name": "甲", "id_number": "330681199001011237"}, {"kind": "respondent", "name": "乙"}]
         }))?;
         for _ in 0..extra {
             store

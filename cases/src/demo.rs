@@ -131,14 +131,14 @@ pub async fn load_demo_data(store: &Store) -> Result<Vec<DemoLogin>, CasesError>
             NewParty {
                 kind: "applicant".into(),
                 name: a.into(),
-                id_number: Some("330681199001011234".into()),
+                id_number: Some("330681199001011237".into()),
                 phone: Some("13800000001".into()),
                 represents: None,
             },
             NewParty {
                 kind: "respondent".into(),
                 name: r.into(),
-                id_number: Some("330681198502023456".into()),
+                id_number: Some("330681198502023450".into()),
                 phone: Some("13800000002".into()),
                 represents: None,
             },

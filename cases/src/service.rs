@@ -1226,16 +1226,9 @@ impl Store {
             let kind =
                 validate::one_of(&f("kind"), &p.kind, &["applicant", "respondent", "agent"])?;
             let name = validate::text(&f("name"), &p.name, 1, 100, false)?;
-            let idn = validate::opt_text(&f("id_number"), p.id_number.as_deref(), 32)?;
-            if idn
-                .as_ref()
-                .is_some_and(|s| !s.chars().all(|c| c.is_ascii_alphanumeric()))
-            {
-                return Err(CasesError::invalid(
-                    f("id_number"),
-                    "may contain only letters and digits",
-                ));
-            }
+            let idn = validate::opt_text(&f("id_number"), p.id_number.as_deref(), 32)?
+                .map(|s| validate::citizen_id(&f("id_number"), &s))
+                .transpose()?;
             let phone = validate::opt_text(&f("phone"), p.phone.as_deref(), 32)?;
             if phone.as_ref().is_some_and(|s| {
                 !s.chars()

@@ -635,6 +635,12 @@ async fn bad_input_names_the_field_and_writes_nothing(db: Db) {
     let mut bad_phone = new_dispute("x");
     bad_phone["parties"][1]["phone"] = json!("1380' OR '1'='1");
     cases.push((bad_phone, "parties[1].phone"));
+    // ID numbers: too short, letters, and one digit mistyped (GB 11643-1999 check).
+    for id in ["abc", "123", "330681199001011234"] {
+        let mut bad_id = new_dispute("x");
+        bad_id["parties"][0]["id_number"] = json!(id);
+        cases.push((bad_id, "parties[0].id_number"));
+    }
     let mut nul = new_dispute("a\u{0}b");
     nul["amount_fen"] = json!(1);
     cases.push((nul, "description"));
@@ -1149,12 +1155,12 @@ async fn masking_identity_and_export_are_audited(db: Db) {
     let detail = env.ok(env.get(&format!("/api/disputes/{id}"), &d.mediator_a).await);
     let text = serde_json::to_string(&detail).unwrap();
     assert!(
-        !text.contains("330681199001011234") && !text.contains("13800000001"),
+        !text.contains("330681199001011237") && !text.contains("13800000001"),
         "identity leaked"
     );
     assert_eq!(
         detail["parties"][0]["id_number_masked"],
-        "330***********1234"
+        "330***********1237"
     );
     assert_eq!(detail["parties"][0]["phone_masked"], "138****0001");
     let pid = detail["parties"][0]["id"].as_i64().unwrap();
@@ -1164,7 +1170,7 @@ async fn masking_identity_and_export_are_audited(db: Db) {
             &d.mediator_a,
         )
         .await);
-    assert_eq!(r["id_number"], "330681199001011234");
+    assert_eq!(r["id_number"], "330681199001011237");
     assert_eq!(env.audit_count("party.identity.view", "ok").await, 1);
     assert_eq!(
         env.get(
@@ -1180,7 +1186,7 @@ async fn masking_identity_and_export_are_audited(db: Db) {
         .await);
     assert!(!serde_json::to_string(&r)
         .unwrap()
-        .contains("330681199001011234"));
+        .contains("330681199001011237"));
     assert_eq!(r["exported_by"], "clerk");
     assert_eq!(env.audit_count("dispute.export", "ok").await, 1);
     // Out-of-scope reads are 403 and audited; missing ones are 404.

@@ -1305,10 +1305,16 @@ impl Engine {
                 c.offered = true;
             }
         }
-        if t.events.try_send(ParticipantEvent::Offer { sdp }).is_err() {
-            warn!(transport = %tid, "signaling queue full; closing");
-            self.remove_transport(tid, Some("slow_signaling"));
-            return;
+        match t.events.try_send(ParticipantEvent::Offer { sdp }) {
+            Ok(()) => {}
+            // The signaling connection is gone and the Transport waits for a resume: the
+            // offer stays the local description, and `resume` sends it again.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!(transport = %tid, "signaling queue full; closing");
+                self.remove_transport(tid, Some("slow_signaling"));
+                return;
+            }
         }
         self.mark_dirty(tid);
     }
@@ -1511,7 +1517,17 @@ impl Engine {
     }
 
     fn close_producer(&mut self, pid: ProducerId) {
-        let Some(prod) = self.producers.remove(&pid) else { return };
+        for sub in self.close_producer_unoffered(pid) {
+            self.maybe_offer(sub);
+        }
+    }
+
+    /// [`Self::close_producer`] without the server offers: returns the subscribers
+    /// whose Consumers went, so a caller closing several Producers (a participant
+    /// leaving) sends each subscriber one offer for all of them.
+    fn close_producer_unoffered(&mut self, pid: ProducerId) -> Vec<TransportId> {
+        let mut subscribers = Vec::new();
+        let Some(prod) = self.producers.remove(&pid) else { return subscribers };
         if prod.rec_seen {
             if let (Some(sink), Some(rec)) =
                 (&self.recorder, self.sessions.get(&prod.room).and_then(|s| s.rec.as_ref()))
@@ -1532,12 +1548,12 @@ impl Engine {
                     debug!(transport = %c.transport, "remove_track: {e}");
                 }
                 t.needs_offer = true;
-                let sub = c.transport;
-                self.maybe_offer(sub);
+                subscribers.push(c.transport);
             }
         }
         prod.span.in_scope(|| info!(producer = %pid, "producer closed"));
         self.update_gauges();
+        subscribers
     }
 
     fn remove_transport(&mut self, tid: TransportId, reason: Option<&'static str>) {
@@ -1560,8 +1576,14 @@ impl Engine {
         }
         // Its Producers end for everyone (with those a resume left without a track).
         let producers: Vec<ProducerId> = t.producers.values().copied().chain(t.orphans.iter().copied()).collect();
+        let mut subscribers: Vec<TransportId> = Vec::new();
         for p in producers {
-            self.close_producer(p);
+            subscribers.extend(self.close_producer_unoffered(p));
+        }
+        subscribers.sort_unstable();
+        subscribers.dedup();
+        for sub in subscribers {
+            self.maybe_offer(sub);
         }
         let _ = t.pc.close();
         // Flush what close() queued (DTLS close_notify), best effort.

@@ -115,7 +115,20 @@ impl Connection {
         loop {
             tokio::select! {
                 frame = rx.next() => {
-                    let Some(Ok(frame)) = frame else { break };
+                    let frame = match frame {
+                        Some(Ok(f)) => f,
+                        Some(Err(e)) => {
+                            // A frame over HARD_MAX_MESSAGE: say so with 1009 (RFC 6455
+                            // §7.4.1, "message too big") before closing.
+                            if is_too_big(e) {
+                                debug!("frame over {HARD_MAX_MESSAGE} bytes; closing with 1009");
+                                let close = CloseFrame { code: 1009, reason: "message too big".into() };
+                                let _ = tx.send(Message::Close(Some(close))).await;
+                            }
+                            break;
+                        }
+                        None => break,
+                    };
                     let text = match frame {
                         Message::Text(t) => t,
                         Message::Binary(_) => {
@@ -500,4 +513,12 @@ fn sha256_hex(data: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+/// Whether a read error is the WebSocket layer refusing a frame or message over
+/// [`HARD_MAX_MESSAGE`] bytes.
+fn is_too_big(e: axum::Error) -> bool {
+    e.into_inner()
+        .downcast::<tungstenite::Error>()
+        .is_ok_and(|e| matches!(*e, tungstenite::Error::Capacity(_)))
 }

@@ -39,10 +39,19 @@ fn shell(page: &str) -> Response {
         .into_response()
 }
 
+/// 404 for a staff URL that names no page: a short page in both languages with a
+/// way back, rather than the browser's own error page.
+fn not_found() -> Response {
+    const BODY: &str = "<!doctype html><html lang=\"zh-CN\"><meta charset=\"utf-8\">\
+        <title>页面不存在 · Not found</title><h1>页面不存在</h1><p>Page not found.</p>\
+        <p><a href=\"/staff/\">返回工作台 · Back to the staff pages</a></p></html>";
+    (StatusCode::NOT_FOUND, [(header::CONTENT_SECURITY_POLICY, CSP)], Html(BODY)).into_response()
+}
+
 async fn page(Path(name): Path<String>) -> Response {
     match PAGES.iter().find(|p| **p == name) {
         Some(p) => shell(p),
-        None => StatusCode::NOT_FOUND.into_response(),
+        None => not_found(),
     }
 }
 
@@ -51,7 +60,7 @@ async fn review(Path((id, sid)): Path<(String, String)>) -> Response {
     if num(&id) && num(&sid) {
         shell("review")
     } else {
-        StatusCode::NOT_FOUND.into_response()
+        not_found()
     }
 }
 
@@ -106,6 +115,8 @@ mod tests {
         for bad in ["/staff/secret", "/staff/review/x/3", "/staff/review/1/3%2F..", "/staff/review/12"] {
             assert_eq!(get(bad).await.0, StatusCode::NOT_FOUND, "{bad}");
         }
+        let (_, body) = get("/staff/review/1/abc").await;
+        assert!(body.contains("页面不存在") && body.contains("href=\"/staff/\""), "a page with a way back: {body}");
         let (st, js) = get("/assets/staff/staff.js").await;
         assert_eq!(st, StatusCode::OK);
         assert!(js.contains("data-action"));

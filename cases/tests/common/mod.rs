@@ -368,8 +368,8 @@ pub fn new_dispute(desc: &str) -> Value {
         "description": desc,
         "amount_fen": 120000,
         "parties": [
-            {"kind": "applicant", "name": "张三", "id_number": "330681199001011234", "phone": "13800000001"},
-            {"kind": "respondent", "name": "李四", "id_number": "330681198502023456", "phone": "13800000002"},
+            {"kind": "applicant", "name": "张三", "id_number": "330681199001011237", "phone": "13800000001"},
+            {"kind": "respondent", "name": "李四", "id_number": "330681198502023450", "phone": "13800000002"},
             {"kind": "agent", "name": "王律师", "represents": 0}
         ]
     })
