@@ -268,12 +268,17 @@ function tile(pid, name, role, self) {
   const where = document.createElement("span");
   where.className = "room-tag";
   label.append(n, r, m, where);
-  el.append(v, label);
+  // The picture with its name label; the mediator's controls go in a bar under it,
+  // never over the face.
+  const screen = document.createElement("div");
+  screen.className = "screen";
+  screen.append(v, label);
+  el.append(screen);
   modControls(el, pid, self);
   if (!self) {
     const w = document.createElement("div");
     w.className = "waiting"; w.textContent = t("waitingVideo");
-    el.appendChild(w);
+    screen.appendChild(w);
     v.addEventListener("playing", () => {
       w.remove();
       if (!state.firstFrameAt) state.firstFrameAt = performance.now();
