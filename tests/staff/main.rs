@@ -409,6 +409,7 @@ async fn walk() -> R<()> {
     check(lanes == json!(2), format!("expected 2 speaker lanes, got {lanes}"))?;
     let reasons = js(&c, "return [...document.querySelectorAll('#log tr[data-log=pause]')].map(r => r.innerText).join(' | ')", vec![]).await?;
     check(reasons.as_str().unwrap_or("").contains("当事人要求休息"), format!("pause log shows {reasons}"))?;
+    check(!reasons.as_str().unwrap_or("").contains("awaiting consent of"), format!("the recorder's reasons name people, not ids: {reasons}"))?;
     wait(&c, "#log tr[data-log=resume]", 5).await?;
     wait(&c, "#log tr[data-log=stop]", 5).await?;
     // The review video plays through the range endpoint; clicking a lane seeks it.

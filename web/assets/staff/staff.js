@@ -561,6 +561,14 @@ async function pageReview(main) {
   const consent = (c) => c === "accept" ? h("span", { class: "badge good" }, L("同意录像", "consented")) : c === "refuse" ? h("span", { class: "badge bad" }, L("拒绝录像", "refused")) : h("span", { class: "muted" }, "—");
   const LOGNAME = { consent: ["同意/拒绝", "consent"], start: ["开始录像", "start"], pause: ["暂停", "pause"], resume: ["恢复", "resume"], stop: ["停止", "stop"], moved: ["移动房间", "moved"], interrupted: ["中断", "interrupted"], end: ["结束", "end"], track_end: ["丢包", "packet loss"] };
   const who = (pid) => (v.participants.find((p) => p.pid === pid) || {}).name || pid || "—";
+  // The recorder's own pause reasons name a participant id: show the name.
+  const reasonText = (r) => {
+    let m = /^awaiting consent of (.+)$/.exec(r || "");
+    if (m) return L(`等待${who(m[1])}同意录像`, `awaiting ${who(m[1])}'s consent`);
+    m = /^consent refused by (.+)$/.exec(r || "");
+    if (m) return L(`${who(m[1])}拒绝录像`, `${who(m[1])} refused consent`);
+    return r || "";
+  };
   put(main, 
     h("h1", {}, `${v.case_number} · ${L("调解会议", "session")} #${v.session_id}`),
     h("p", {}, h("a", { href: u(ME.role === "judge" ? "/staff/judge" : ME.role === "clerk" ? "/staff/clerk" : "/staff/mediator", ME.role === "judge" ? { case: id } : {}), "data-action": "back" }, L("← 返回案件", "← Back to the case"))),
@@ -575,8 +583,8 @@ async function pageReview(main) {
         card(L("参加人与录像同意", "Participants and consent"), table([L("姓名", "Name"), L("身份", "Role"), L("录像同意", "Consent")],
           v.participants.map((p) => h("tr", { "data-participant": p.pid, "data-consent": p.consent || "" }, h("td", {}, p.name), h("td", {}, role(p.role)), h("td", {}, consent(p.consent)))))),
         card(L("录像记录（开始/暂停/恢复/停止）", "Recording log"), table([L("时间", "Time"), L("位置", "At"), L("事件", "Event"), L("操作人", "By"), L("原因", "Reason")],
-          v.log.map((e) => h("tr", { "data-log": e.type }, h("td", { class: "mono" }, e.t.slice(11, 19)), h("td", { class: "mono" }, e.at_ms === null ? "—" : fmtMs(e.at_ms)),
-            h("td", {}, LOGNAME[e.type] ? L(...LOGNAME[e.type]) : e.type), h("td", {}, e.actor === "system" ? L("系统", "system") : who(e.actor)), h("td", {}, e.type === "consent" ? consent(e.detail) : e.detail || ""))), { id: "log" })),
+          v.log.map((e) => h("tr", { "data-log": e.type }, h("td", { class: "mono nowrap" }, e.t.slice(11, 19)), h("td", { class: "mono nowrap" }, e.at_ms === null ? "—" : fmtMs(e.at_ms)),
+            h("td", {}, LOGNAME[e.type] ? L(...LOGNAME[e.type]) : e.type), h("td", {}, e.actor === "system" ? L("系统", "system") : who(e.actor)), h("td", {}, e.type === "consent" ? consent(e.detail) : reasonText(e.detail)))), { id: "log" })),
         card(L("证据文件", "Evidence files"), table([L("文件", "File"), L("状态", "Status"), L("大小", "Size")],
           v.files.map((f) => h("tr", { "data-file": f.path }, h("td", { class: "mono" }, f.path), h("td", {}, f.status), h("td", {}, f.size === null ? "—" : `${f.size}`))))),
         v.unreadable.length ? card(L("无法读取", "Unreadable"), v.unreadable.map((x) => notice("error", x))) : null)));
