@@ -46,6 +46,7 @@ fn main() {
             cases.push((format!("waiting_room_admit_and_caucus_{b}"), b, 1));
             cases.push((format!("recorded_session_speech_{b}"), b, 2));
             cases.push((format!("identity_warning_and_resume_{b}"), b, 3));
+            cases.push((format!("caucus_round_trip_right_faces_{b}"), b, 5));
         }
     }
     if let Ok(only) = std::env::var("FQ_BROWSER_CASES") {
@@ -66,6 +67,7 @@ fn main() {
                         2 => recorded_session(b).await,
                         3 => identity_and_resume(b).await,
                         4 => join_time::run().await,
+                        5 => caucus_faces(b).await,
                         _ => two_tabs(b).await,
                     }
                 };
@@ -569,6 +571,138 @@ async fn identity_and_resume(browser: &str) -> Result<(), String> {
 
 /// The mediator picks `to` in a1's move menu and clicks move; then the party's page
 /// must show `expect` within 5 s.
+/// Three participants, each with a camera of one colour (m1 red, a1 green, r1 blue),
+/// go through a back-to-back caucus round trip (each party to its side room, the
+/// mediator visits both, everyone back). The SFU reuses the transceivers of removed
+/// Consumers for new ones, so a track object changes owner; every visible tile on
+/// every page must still show its own participant's colour (a newcomer run found
+/// names over the wrong faces, and an identity still of the wrong person).
+async fn caucus_faces(browser: &str) -> Result<(), String> {
+    const PEOPLE3: [(&str, &str, Role, &str); 3] = [
+        ("m1", "王调解员", Role::Mediator, "0xffff0000"),
+        ("a1", "张三", Role::Applicant, "0xff00ff00"),
+        ("r1", "李四", Role::Respondent, "0xff0000ff"),
+    ];
+    let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut cfg = fengqiao::config::Config::default();
+    cfg.data_dir = dir.path().to_path_buf();
+    cfg.media.max_participants = 3;
+    cfg.recorder.render_after_stop = false;
+    cfg.server.http_addr = format!("{NS_IP}:0").parse().unwrap();
+    cfg.media.bind_ip = NS_IP.parse().unwrap();
+    cfg.media.udp_port = 0;
+    let server = server::start(cfg).await.map_err(|e| format!("server: {e:#}"))?;
+    let mut drivers = Vec::new();
+    let mut profiles = Vec::new();
+    let mut joined: Vec<Option<Client>> = vec![None, None, None];
+    // r1 joins before a1: the order of the mediator's transceivers then makes the
+    // caucus reuse one of r1's for a1 (the order the newcomer run found it in).
+    for i in [0, 2, 1] {
+        let (pid, name, role, colour) = PEOPLE3[i];
+        let y4m = work.path().join(format!("{pid}.y4m"));
+        let st = Command::new("gst-launch-1.0")
+            .args(["-q", "videotestsrc", "pattern=solid-color", &format!("foreground-color={colour}"), "num-buffers=30", "!"])
+            .args(["video/x-raw,format=I420,width=320,height=240,framerate=15/1", "!", "y4menc", "!", "filesink"])
+            .arg(format!("location={}", y4m.display()))
+            .status()
+            .map_err(|e| format!("gst-launch: {e}"))?;
+        if !st.success() {
+            return Err(format!("could not make {}", y4m.display()));
+        }
+        let d = start_driver(browser).await?;
+        let profile = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let extra = [format!("--use-file-for-fake-video-capture={}", y4m.display())];
+        let c = open_with(browser, &d, profile.path(), &server.public_url, &extra).await?;
+        let mut cl = server::claims("browser-caucus3", pid, name, role, 3600);
+        cl.admitted = true;
+        c.goto(&server.invite_url(&cl)).await.map_err(|e| format!("goto: {e}"))?;
+        click(&c, "[data-action=join]:not([disabled])", Duration::from_secs(15)).await?;
+        drivers.push(d);
+        profiles.push(profile);
+        joined[i] = Some(c);
+    }
+    let tabs: Vec<Client> = joined.into_iter().flatten().collect();
+    for (c, (me, ..)) in tabs.iter().zip(PEOPLE3) {
+        for (other, ..) in PEOPLE3.iter().filter(|p| p.0 != me) {
+            sees(c, other, 0, Duration::from_secs(20)).await?;
+        }
+    }
+    // The centre pixel of every visible remote tile, and whether negotiation is at rest.
+    const FACES: &str = "const out = {};         for (const el of document.querySelectorAll('.tile:not(.self):not([hidden])')) {           const v = el.querySelector('video');           if (!v || !v.videoWidth) { out[el.dataset.tile] = null; continue; }           const c = document.createElement('canvas'); c.width = 8; c.height = 8;           const g = c.getContext('2d'); g.drawImage(v, 0, 0, 8, 8);           const d = g.getImageData(4, 4, 1, 1).data; out[el.dataset.tile] = [d[0], d[1], d[2]]; }         return { faces: out, stable: !!window.fq.state.pc && window.fq.state.pc.signalingState === 'stable' };";
+    let colour_of = |rgb: &Value| -> &'static str {
+        let c: Vec<u64> = rgb.as_array().map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
+        match c[..] {
+            [r, g, b] if r > 150 && g < 100 && b < 100 => "m1",
+            [r, g, b] if g > 150 && r < 100 && b < 100 => "a1",
+            [r, g, b] if b > 150 && r < 100 && g < 100 => "r1",
+            _ => "?",
+        }
+    };
+    // Waits until every page's visible remote tiles show their own colours; `want`
+    // lists, per page, who must be visible there.
+    let check = |step: String, want: [Vec<&'static str>; 3]| {
+        let tabs = &tabs;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let mut wrong = Vec::new();
+                for ((c, (me, ..)), want) in tabs.iter().zip(PEOPLE3).zip(want.iter()) {
+                    let v = c.execute(FACES, vec![]).await.map_err(|e| format!("{step}: {e}"))?;
+                    let faces = v["faces"].as_object().cloned().unwrap_or_default();
+                    // Who must show their own picture; any other visible tile (the
+                    // mediator sees every tile) shows nobody's, never someone else's.
+                    let mut ok = v["stable"] == true
+                        && want.iter().all(|w| faces.get(*w).is_some_and(|rgb| colour_of(rgb) == *w));
+                    for (tile, rgb) in &faces {
+                        if !rgb.is_null() && colour_of(rgb) != tile {
+                            ok = false;
+                        }
+                    }
+                    if !ok {
+                        wrong.push(format!("{me}'s page: {}", v["faces"]));
+                    }
+                }
+                if wrong.is_empty() {
+                    return Ok::<(), String>(());
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("after {step}, tiles show the wrong people: {}", wrong.join("; ")));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    check("joining".into(), [vec!["a1", "r1"], vec!["m1", "r1"], vec!["m1", "a1"]]).await?;
+    // The mediator sees everyone (tagged with their room); a party sees their own room.
+    // Per step, whose picture each page (m1, a1, r1) must show: those in the same room.
+    let steps: [(&str, &str, [Vec<&'static str>; 3]); 7] = [
+        ("a1", "applicant-room", [vec!["r1"], vec![], vec!["m1"]]),
+        ("r1", "respondent-room", [vec![], vec![], vec![]]),
+        ("m1", "applicant-room", [vec!["a1"], vec!["m1"], vec![]]),
+        ("m1", "respondent-room", [vec!["r1"], vec![], vec!["m1"]]),
+        ("m1", "main", [vec![], vec![], vec![]]),
+        ("a1", "main", [vec!["a1"], vec!["m1"], vec![]]),
+        ("r1", "main", [vec!["a1", "r1"], vec!["m1", "r1"], vec!["m1", "a1"]]),
+    ];
+    for (who, to, want) in steps {
+        let send = format!("window.fq.state.ws.send(JSON.stringify({{type: 'move', id: '{who}', to: '{to}'}})); return true");
+        tabs[0].execute(&send, vec![]).await.map_err(|e| e.to_string())?;
+        if let Err(e) = check(format!("moving {who} to {to}"), want).await {
+            shot(&tabs[0], browser, "caucus3-mediator").await;
+            shot(&tabs[1], browser, "caucus3-applicant").await;
+            return Err(e);
+        }
+    }
+    shot(&tabs[0], browser, "caucus3-mediator").await;
+    for c in tabs {
+        let _ = c.close().await;
+    }
+    drop((drivers, profiles));
+    server.shutdown().await;
+    Ok(())
+}
+
 async fn move_a1(med: &Client, party: &Client, to: &str, expect: &str) -> Result<(), String> {
     let script = format!(
         "document.querySelector('.tile[data-tile=a1] select[data-role=move-target]').value = '{to}'; return true"

@@ -450,18 +450,41 @@ function removeTile(pid) {
   state.participants.delete(pid);
 }
 
+// Shows `stream` in the participant's tile again: a <video> keeps playing the track it
+// picked when its srcObject was set, so a changed stream is set anew.
+function replay(pid, stream) {
+  const el = document.querySelector(`.tile[data-tile="${CSS.escape(pid)}"]`);
+  if (!el) return;
+  const v = el.querySelector("video");
+  v.srcObject = null;
+  v.srcObject = stream;
+  v.play().catch(() => {});
+}
+
 function onTrack(ev) {
   const pid = ev.streams[0] ? ev.streams[0].id : ev.track.id;
+  // The SFU reuses a transceiver whose Consumer went (someone moved to another room)
+  // for the next Consumer, so the same track object can arrive again for another
+  // participant (its msid changed, RFC 8829 §5.10): it leaves whoever showed it before,
+  // and it replaces the new owner's earlier track of its kind.
+  for (const [other, st] of state.streams) {
+    if (other !== pid && st.getTracks().includes(ev.track)) { st.removeTrack(ev.track); replay(other, st); }
+  }
   let stream = state.streams.get(pid);
   if (!stream) { stream = new MediaStream(); state.streams.set(pid, stream); }
-  stream.addTrack(ev.track);
+  for (const tr of stream.getTracks()) if (tr !== ev.track && tr.kind === ev.track.kind) stream.removeTrack(tr);
+  if (!stream.getTracks().includes(ev.track)) stream.addTrack(ev.track);
   ev.track.addEventListener("ended", () => stream.removeTrack(ev.track));
+  // The server's offer took the track from this participant (their Consumer went).
+  if (ev.streams[0]) {
+    ev.streams[0].addEventListener("removetrack", (e) => {
+      if (e.track === ev.track && stream.getTracks().includes(e.track)) { stream.removeTrack(e.track); replay(pid, stream); }
+    });
+  }
   const p = state.participants.get(pid) || { name: pid, role: "" };
-  const el = tile(pid, p.name, p.role, false);
+  tile(pid, p.name, p.role, false);
   refreshTiles();
-  const v = el.querySelector("video");
-  if (v.srcObject !== stream) v.srcObject = stream;
-  v.play().catch(() => {});
+  replay(pid, stream);
 }
 
 async function handle(msg) {
