@@ -453,3 +453,48 @@ async fn a_resume_during_recording_starts_new_tracks() {
     }
     s.shutdown().await;
 }
+
+/// A lone participant opening the session again (a second tab, a reload) replaces
+/// their own connection: the room and its recording go on, and the mediator stops it
+/// from the new tab. It used to count as the last one leaving: the recording was
+/// stopped for good by the system (found by a session-breaking run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lone_mediator_opening_a_second_tab_keeps_the_recording() {
+    let (s, data) = start_server_with(|_| {}).await;
+    let room = "rec-second-tab";
+    let m_tok = token_as(&s, room, "m1", Role::Mediator);
+    let m = Client::join_real(&s, "m1", m_tok.clone(), RealMedia::tone(700.0)).await;
+    let a = Client::join_real(&s, "a1", token(&s, room, "a1", "张三"), RealMedia::tone(440.0)).await;
+    wait_for("connected", Duration::from_secs(15), || {
+        m.connected.load(Ordering::SeqCst) && a.connected.load(Ordering::SeqCst)
+    })
+    .await;
+    m.send(json!({"type": "record", "action": "start"})).await;
+    recording_state(&a, "paused").await;
+    a.send(json!({"type": "consent", "answer": "accept"})).await;
+    recording_state(&m, "recording").await;
+    a.leave().await;
+    wait_for("m1 to see a1 leave", Duration::from_secs(10), || {
+        m.saw(|v| v["type"] == "participant_left" && v["id"] == "a1")
+    })
+    .await;
+
+    let m2 = Client::join_real(&s, "m1", m_tok, RealMedia::tone(700.0)).await;
+    wait_for("the first tab to be told it was replaced", Duration::from_secs(10), || {
+        m.saw(|v| v["type"] == "closed" && v["reason"] == "replaced")
+    })
+    .await;
+    let st = recording_state(&m2, "recording").await;
+    assert_eq!(st["consent"]["m1"], "accept", "{st}");
+    m2.send(json!({"type": "record", "action": "stop"})).await;
+    recording_state(&m2, "stopped").await;
+    let dir = data.path().join("sessions").join(room);
+    let key = EvidenceKey::load(&data.path().join("keys")).unwrap();
+    let report = verify(&dir, key.public_key());
+    assert!(report.is_ok(), "verify: {report}");
+    let stops: Vec<Value> = manifest(&dir).into_iter().filter(|e| e["type"] == "stop").collect();
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert_eq!(stops[0]["actor"], "m1", "the mediator stopped it, not the system: {stops:?}");
+    drop(m);
+    s.shutdown().await;
+}

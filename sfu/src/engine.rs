@@ -1603,7 +1603,10 @@ impl Engine {
         }
         info!(room = %room_id, participant = %pid, transport = %tid, reason = reason.unwrap_or("left"), "participant left");
         self.log(&room_id, &pid, "leave", |e| e.reason = Some(reason.unwrap_or("left").to_owned()));
-        if empty {
+        if empty && reason == Some("replaced") {
+            // The same participant joins again at once (a second tab, a reload): the
+            // room and its recording go on; the join that replaced them follows.
+        } else if empty {
             self.rec_stop(&room_id, None);
             self.rooms.remove(&room_id);
             info!(room = %room_id, "room closed (empty)");
