@@ -298,3 +298,55 @@ async fn a_server_offer_during_the_drop_waits_for_the_resume() {
     m.leave().await;
     srv.shutdown().await;
 }
+
+/// The `joined` answering a resume can be lost with its connection: the client then
+/// still holds only the token it presented, and that token keeps working until a
+/// resume shows the client has the newer one (a session-breaking run was locked out
+/// a second into a 30 s window).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_whose_answer_was_lost_can_be_repeated() {
+    let (srv, dir) = start_server_with(|c| c.media.resume_window_ms = WINDOW_MS * 3).await;
+    let room = "lost-answer";
+    let a_tok = tok(&srv, room, "a1", Role::Applicant);
+    let m = Client::join(&srv, "m1", tok(&srv, room, "m1", Role::Mediator)).await;
+    let mut a = Client::join(&srv, "a1", a_tok.clone()).await;
+    let t0 = a.joined["resume_token"].as_str().unwrap().to_owned();
+    a.drop_signaling();
+    wait_for("m1 to see a1 reconnecting", T, || m.saw(|v| v["type"] == "participant_reconnecting" && v["id"] == "a1")).await;
+    let resume = |token: &str| json!({"type": "resume", "v": 1, "token": a_tok, "resume_token": token, "restart": false});
+    let reconnecting = |n: usize| m.msgs_of("participant_reconnecting").iter().filter(|v| v["id"] == "a1").count() >= n;
+
+    // The first resume succeeds, and its connection dies before the client reads it.
+    let mut ws = ws_connect(&srv).await;
+    send_json(&mut ws, resume(&t0)).await;
+    let j = recv_json(&mut ws, T).await;
+    assert_eq!(j["resumed"], true, "{j}");
+    let t1 = j["resume_token"].as_str().unwrap().to_owned();
+    drop(ws);
+    wait_for("a1 reconnecting again", T, || reconnecting(2)).await;
+    // The client retries with the only token it knows.
+    let mut ws = ws_connect(&srv).await;
+    send_json(&mut ws, resume(&t0)).await;
+    let j = recv_json(&mut ws, T).await;
+    assert_eq!((j["type"].as_str(), j["resumed"].as_bool()), (Some("joined"), Some(true)), "{j}");
+    let t2 = j["resume_token"].as_str().unwrap().to_owned();
+    assert!(t2 != t0 && t2 != t1);
+    drop(ws);
+    wait_for("a1 reconnecting a third time", T, || reconnecting(3)).await;
+    // A resume with the newest token shows the client has it: older ones stop working.
+    let mut ws = ws_connect(&srv).await;
+    send_json(&mut ws, resume(&t2)).await;
+    let j = recv_json(&mut ws, T).await;
+    assert_eq!(j["resumed"], true, "{j}");
+    for stale in [&t0, &t1] {
+        let e = resume_error(&srv, &a_tok, stale).await;
+        assert_eq!(e["code"], "resume_expired", "{e}");
+    }
+    assert!(!left(&m, "a1"), "a1 was never gone");
+    assert!(of(&events(dir.path()), "a1", "leave").is_empty());
+    send_json(&mut ws, json!({"type": "leave"})).await;
+    wait_for("m1 to see a1 leave", T, || left(&m, "a1")).await;
+    a.vanish().await;
+    m.leave().await;
+    srv.shutdown().await;
+}

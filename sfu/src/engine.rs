@@ -173,6 +173,9 @@ struct Transport {
     dirty: bool,
     /// Secret that lets this participant `resume` after their signaling drops.
     resume_token: String,
+    /// The token the last `resume` presented, still accepted: its answer (carrying
+    /// `resume_token`) may have been lost with the connection. Empty before a resume.
+    resume_token_prev: String,
     /// The signaling connection dropped: the participant leaves at this instant
     /// unless they resume first.
     reconnecting: Option<Instant>,
@@ -608,6 +611,7 @@ impl Engine {
                 deadline: None,
                 dirty: false,
                 resume_token: resume_token.clone(),
+                resume_token_prev: String::new(),
                 reconnecting: None,
                 orphans: Vec::new(),
             },
@@ -1172,9 +1176,14 @@ impl Engine {
             .ok_or(SfuError::ResumeExpired)?;
         let new_token = self.new_resume_token();
         let t = self.transports.get_mut(&tid).ok_or(SfuError::ResumeExpired)?;
-        if !ct_eq(t.resume_token.as_bytes(), req.resume_token.as_bytes()) {
+        // The current token, or the one the last resume presented: that resume's
+        // `joined` (with the new token) may never have reached the client.
+        let current = ct_eq(t.resume_token.as_bytes(), req.resume_token.as_bytes());
+        let previous = !t.resume_token_prev.is_empty() && ct_eq(t.resume_token_prev.as_bytes(), req.resume_token.as_bytes());
+        if !(current || previous) {
             return Err(SfuError::ResumeExpired);
         }
+        t.resume_token_prev = req.resume_token.clone();
         let was_reconnecting = t.reconnecting.take().is_some();
         t.resume_token = new_token.clone();
         let old = std::mem::replace(&mut t.events, req.events);
