@@ -350,3 +350,44 @@ async fn a_resume_whose_answer_was_lost_can_be_repeated() {
     m.leave().await;
     srv.shutdown().await;
 }
+
+/// The mediator's mutes reach a participant who was away when they changed (resume)
+/// and a page opened afresh (a new join): a party muted meanwhile learns it, and a
+/// mediator's new tab shows who is muted (found by a session-breaking run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutes_changed_while_away_reach_the_resumed_and_the_new_page() {
+    let (srv, _dir) = start_server_with(|c| c.media.resume_window_ms = WINDOW_MS * 3).await;
+    let room = "mute-away";
+    let a_tok = tok(&srv, room, "a1", Role::Applicant);
+    let m_tok = tok(&srv, room, "m1", Role::Mediator);
+    let m = Client::join(&srv, "m1", m_tok.clone()).await;
+    let mut a = Client::join(&srv, "a1", a_tok.clone()).await;
+    let t0 = a.joined["resume_token"].as_str().unwrap().to_owned();
+    a.drop_signaling();
+    wait_for("m1 to see a1 reconnecting", T, || m.saw(|v| v["type"] == "participant_reconnecting" && v["id"] == "a1")).await;
+    m.send(json!({"type": "mute", "id": "a1", "audio": true, "video": false})).await;
+    wait_for("m1 to see its mute", T, || m.saw(|v| v["type"] == "muted_by_mediator" && v["id"] == "a1" && v["audio"] == true)).await;
+
+    let mut ws = ws_connect(&srv).await;
+    send_json(&mut ws, json!({"type": "resume", "v": 1, "token": a_tok, "resume_token": t0, "restart": false})).await;
+    assert_eq!(recv_json(&mut ws, T).await["resumed"], true);
+    let muted = loop {
+        let v = recv_json(&mut ws, T).await;
+        if v["type"] == "muted_by_mediator" && v["id"] == "a1" {
+            break v;
+        }
+    };
+    assert_eq!((muted["audio"].as_bool(), muted["video"].as_bool()), (Some(true), Some(false)), "{muted}");
+
+    // The mediator opens a new tab: it learns a1 is muted without asking.
+    let m2 = Client::join(&srv, "m1", m_tok).await;
+    wait_for("the mediator's new page to learn a1's mute", T, || {
+        m2.saw(|v| v["type"] == "muted_by_mediator" && v["id"] == "a1" && v["audio"] == true)
+    })
+    .await;
+    send_json(&mut ws, json!({"type": "leave"})).await;
+    a.vanish().await;
+    drop(m);
+    m2.leave().await;
+    srv.shutdown().await;
+}

@@ -620,6 +620,7 @@ impl Engine {
         if admitted {
             self.rec_present(&req_room, &me.id);
             self.sham_catch_up(&req_room, &me.id);
+            self.mute_catch_up(&req_room, &me.id, false);
         }
         Ok(JoinReply { transport: id, participants: others, me, waiting: !admitted, waiting_list, resume_token })
     }
@@ -1120,6 +1121,26 @@ impl Engine {
         self.send_to(t, ParticipantEvent::ShamWarning { by });
     }
 
+    /// Tells an admitted participant who joined or resumed the mediator's mutes in
+    /// force in the room, their own included, as `MutedByMediator` events: those in
+    /// force (`all` = false, a fresh page knows none), or every admitted member's
+    /// state (`all` = true, after a resume: a mute lifted meanwhile is cleared too).
+    fn mute_catch_up(&mut self, room_id: &RoomId, pid: &ParticipantId, all: bool) {
+        let Some(room) = self.rooms.get(room_id) else { return };
+        let Some(tid) = room.members.iter().find(|m| m.info.id == *pid).map(|m| m.transport) else { return };
+        let Some(session) = self.sessions.get(room_id) else { return };
+        let events: Vec<ParticipantEvent> = room
+            .members
+            .iter()
+            .filter_map(|m| session.people.get(&m.info.id).filter(|st| st.admitted).map(|st| (m, st)))
+            .filter(|(_, st)| all || st.mute_audio || st.mute_video)
+            .map(|(m, st)| ParticipantEvent::MutedByMediator { id: m.info.id.clone(), audio: st.mute_audio, video: st.mute_video })
+            .collect();
+        for ev in events {
+            self.send_to(tid, ev);
+        }
+    }
+
     fn standing_mut(&mut self, room: &RoomId, pid: &ParticipantId) -> &mut Standing {
         self.sessions.entry(room.clone()).or_default().people.entry(pid.clone()).or_default()
     }
@@ -1233,6 +1254,7 @@ impl Engine {
                 self.send_to(tid, ParticipantEvent::Recording(st));
             }
             self.sham_catch_up(&room_id, &pid);
+            self.mute_catch_up(&room_id, &pid, true);
         }
         self.mark_dirty(tid);
         Ok(JoinReply { transport: tid, participants: others, me, waiting: !admitted, waiting_list, resume_token: new_token })
@@ -1622,6 +1644,8 @@ impl Engine {
         } else if admitted {
             self.broadcast(&room_id, None, ParticipantEvent::Left { id: pid });
             self.rec_evaluate(&room_id);
+            // The consent list names who is present: it lost someone.
+            self.rec_broadcast(&room_id);
         } else {
             self.notify_waiting(&room_id);
         }
