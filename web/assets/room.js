@@ -605,9 +605,9 @@ async function handle(msg) {
       break;
     case "error":
       if (msg.re === "resume") {
-        // Too late (or refused): this participant has left the session.
+        // Too late, or the mediator removed them meanwhile: this participant has left.
         state.resuming = false;
-        end(t("leftTitle"), t("err.resume_expired"));
+        end(t("leftTitle"), t(msg.code === "removed" ? "err.removed" : "err.resume_expired"));
         if (state.ws) state.ws.close();
       } else if (msg.re === "join") {
         $("room").hidden = true; $("lobby").hidden = false;
