@@ -391,3 +391,24 @@ async fn mutes_changed_while_away_reach_the_resumed_and_the_new_page() {
     m2.leave().await;
     srv.shutdown().await;
 }
+
+/// The mediator ends the session while a party is away: the party's resume is told
+/// the session ended, not that it came too late (a session-breaking run saw the page
+/// say "connection lost for too long").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_after_the_session_ended_is_told_so() {
+    let (srv, _dir) = start_server_with(|c| c.media.resume_window_ms = WINDOW_MS * 3).await;
+    let room = "ended-away";
+    let a_tok = tok(&srv, room, "a1", Role::Applicant);
+    let m = Client::join(&srv, "m1", tok(&srv, room, "m1", Role::Mediator)).await;
+    let mut a = Client::join(&srv, "a1", a_tok.clone()).await;
+    let t0 = a.joined["resume_token"].as_str().unwrap().to_owned();
+    a.drop_signaling();
+    wait_for("m1 to see a1 reconnecting", T, || m.saw(|v| v["type"] == "participant_reconnecting" && v["id"] == "a1")).await;
+    m.send(json!({"type": "end_session"})).await;
+    wait_for("m1 to be closed with ended", T, || m.saw(|v| v["type"] == "closed" && v["reason"] == "ended")).await;
+    let e = resume_error(&srv, &a_tok, &t0).await;
+    assert_eq!((e["type"].as_str(), e["code"].as_str(), e["re"].as_str()), (Some("error"), Some("session_ended"), Some("resume")), "{e}");
+    a.vanish().await;
+    srv.shutdown().await;
+}

@@ -211,6 +211,9 @@ struct Session {
     /// The case (invite token `case_id`), if any.
     case_id: Option<String>,
     removed_tokens: HashSet<String>,
+    /// Who was in the room when the mediator last ended the session: a `resume` of
+    /// theirs is told so (`SessionEnded`); a new join clears the entry.
+    ended_for: HashSet<ParticipantId>,
     people: HashMap<ParticipantId, Standing>,
     /// Recording state, once the mediator has started recording.
     rec: Option<Rec>,
@@ -509,6 +512,7 @@ impl Engine {
         if !req.token_id.is_empty() && session.removed_tokens.contains(&req.token_id) {
             return Err(SfuError::Removed);
         }
+        session.ended_for.remove(&req.participant);
         // A second join with the same participant id replaces the first (reconnect).
         if let Some(old) = self
             .rooms
@@ -1050,8 +1054,14 @@ impl Engine {
                 info!(room = %room_id, by = %actor, "session ended by the mediator");
                 self.log(&room_id, &actor, "end_session", |_| {});
                 self.rec_stop(&room_id, Some(actor.clone()));
-                let all: Vec<TransportId> =
-                    self.rooms.get(&room_id).map(|r| r.members.iter().map(|m| m.transport).collect()).unwrap_or_default();
+                let (all, ids): (Vec<TransportId>, Vec<ParticipantId>) = self
+                    .rooms
+                    .get(&room_id)
+                    .map(|r| r.members.iter().map(|m| (m.transport, m.info.id.clone())).unzip())
+                    .unwrap_or_default();
+                if let Some(s) = self.sessions.get_mut(&room_id) {
+                    s.ended_for.extend(ids);
+                }
                 for t in all {
                     self.remove_transport(t, Some("ended"));
                 }
@@ -1187,6 +1197,9 @@ impl Engine {
         if let Some(s) = self.sessions.get(&req.room) {
             if !req.token_id.is_empty() && s.removed_tokens.contains(&req.token_id) {
                 return Err(SfuError::Removed);
+            }
+            if s.ended_for.contains(&req.participant) {
+                return Err(SfuError::SessionEnded);
             }
         }
         let tid = self

@@ -162,6 +162,9 @@ pub enum SfuError {
     /// (unknown token, another room or participant, or the resume window passed).
     #[error("nothing to resume: the resume window has passed or the resume token is unknown")]
     ResumeExpired,
+    /// A `resume` of a participant who was in the session when the mediator ended it.
+    #[error("the mediator ended this session")]
+    SessionEnded,
 }
 
 impl SfuError {
@@ -180,6 +183,7 @@ impl SfuError {
             SfuError::Removed => "removed",
             SfuError::BadField(_) => "bad_field",
             SfuError::ResumeExpired => "resume_expired",
+            SfuError::SessionEnded => "session_ended",
         }
     }
 }
@@ -713,6 +717,7 @@ impl Sfu {
     /// # Errors
     /// [`SfuError::ResumeExpired`] when the token does not match the participant's
     /// Transport in that room (or the window passed); [`SfuError::Removed`];
+    /// [`SfuError::SessionEnded`] when the mediator ended the session meanwhile;
     /// [`SfuError::Rtc`] when a new peer connection cannot be built.
     pub async fn resume(&self, req: ResumeRequest) -> Result<JoinReply, SfuError> {
         self.call(|r| Command::Resume(req, r)).await

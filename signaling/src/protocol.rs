@@ -61,6 +61,8 @@ pub enum ErrorCode {
     /// `resume` with a resume token that names nobody who can still resume (the
     /// window passed, the participant left, or the token is wrong).
     ResumeExpired,
+    /// `resume` after the mediator ended the session the participant was in.
+    SessionEnded,
     /// A server-side failure.
     Internal,
 }
@@ -80,6 +82,7 @@ impl ErrorCode {
             "removed" => Self::Removed,
             "bad_field" => Self::BadField,
             "resume_expired" => Self::ResumeExpired,
+            "session_ended" => Self::SessionEnded,
             _ => Self::Internal,
         }
     }

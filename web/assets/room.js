@@ -607,7 +607,8 @@ async function handle(msg) {
       if (msg.re === "resume") {
         // Too late, or the mediator removed them meanwhile: this participant has left.
         state.resuming = false;
-        end(t("leftTitle"), t(msg.code === "removed" ? "err.removed" : "err.resume_expired"));
+        if (msg.code === "session_ended") end(t("endedTitle"), t("err.ended"));
+        else end(t("leftTitle"), t(msg.code === "removed" ? "err.removed" : "err.resume_expired"));
         if (state.ws) state.ws.close();
       } else if (msg.re === "join") {
         $("room").hidden = true; $("lobby").hidden = false;
