@@ -405,14 +405,11 @@ async fn a_recorded_case_session_is_registered_with_its_integrity_value() {
 /// A party's connection drops during a recording and resumes on a new peer
 /// connection (new SSRCs, sequence numbers and RTP times): the recorder closes the
 /// old tracks and records the continuation as new ones; the record verifies.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_resume_during_recording_starts_new_tracks() {
-    let (s, data) = start_server_with(|c| c.media.resume_window_ms = 10_000).await;
-    let room = "rec-resume";
-    let m = Client::join_real(&s, "m1", token_as(&s, room, "m1", Role::Mediator), RealMedia::tone(700.0)).await;
-    let a_tok = token(&s, room, "a1", "张三");
-    let a = Client::join_real(&s, "a1", a_tok.clone(), RealMedia::tone(440.0)).await;
-    let resume_token = a.joined["resume_token"].as_str().expect("a resume token").to_owned();
+/// The mediator m1 (a 700 Hz tone) and the applicant a1 (440 Hz) join with real
+/// media; the mediator starts recording and a1 consents: returns once it records.
+async fn recording_pair(s: &fengqiao::server::Running, m_tok: String, a_tok: String) -> (Client, Client) {
+    let m = Client::join_real(s, "m1", m_tok, RealMedia::tone(700.0)).await;
+    let a = Client::join_real(s, "a1", a_tok, RealMedia::tone(440.0)).await;
     wait_for("connected", Duration::from_secs(15), || {
         m.connected.load(Ordering::SeqCst) && a.connected.load(Ordering::SeqCst)
     })
@@ -421,6 +418,16 @@ async fn a_resume_during_recording_starts_new_tracks() {
     recording_state(&a, "paused").await;
     a.send(json!({"type": "consent", "answer": "accept"})).await;
     recording_state(&m, "recording").await;
+    (m, a)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resume_during_recording_starts_new_tracks() {
+    let (s, data) = start_server_with(|c| c.media.resume_window_ms = 10_000).await;
+    let room = "rec-resume";
+    let a_tok = token(&s, room, "a1", "张三");
+    let (m, a) = recording_pair(&s, token_as(&s, room, "m1", Role::Mediator), a_tok.clone()).await;
+    let resume_token = a.joined["resume_token"].as_str().expect("a resume token").to_owned();
     tokio::time::sleep(Duration::from_secs(2)).await;
     a.vanish().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -463,16 +470,7 @@ async fn a_lone_mediator_opening_a_second_tab_keeps_the_recording() {
     let (s, data) = start_server_with(|_| {}).await;
     let room = "rec-second-tab";
     let m_tok = token_as(&s, room, "m1", Role::Mediator);
-    let m = Client::join_real(&s, "m1", m_tok.clone(), RealMedia::tone(700.0)).await;
-    let a = Client::join_real(&s, "a1", token(&s, room, "a1", "张三"), RealMedia::tone(440.0)).await;
-    wait_for("connected", Duration::from_secs(15), || {
-        m.connected.load(Ordering::SeqCst) && a.connected.load(Ordering::SeqCst)
-    })
-    .await;
-    m.send(json!({"type": "record", "action": "start"})).await;
-    recording_state(&a, "paused").await;
-    a.send(json!({"type": "consent", "answer": "accept"})).await;
-    recording_state(&m, "recording").await;
+    let (m, a) = recording_pair(&s, m_tok.clone(), token(&s, room, "a1", "张三")).await;
     a.leave().await;
     wait_for("m1 to see a1 leave", Duration::from_secs(10), || {
         m.saw(|v| v["type"] == "participant_left" && v["id"] == "a1")

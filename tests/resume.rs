@@ -299,20 +299,38 @@ async fn a_server_offer_during_the_drop_waits_for_the_resume() {
     srv.shutdown().await;
 }
 
+/// m1 (mediator) and a1 (applicant) in `room`, then a1's WebSocket drops (its peer
+/// connection stays): returns once m1 sees a1 reconnecting, with a1's invite and
+/// the resume token of its `joined`.
+struct Away {
+    srv: Running,
+    dir: tempfile::TempDir,
+    m: Client,
+    a: Client,
+    a_tok: String,
+    m_tok: String,
+    t0: String,
+}
+
+async fn a1_away(room: &str) -> Away {
+    let (srv, dir) = start_server_with(|c| c.media.resume_window_ms = WINDOW_MS * 3).await;
+    let a_tok = tok(&srv, room, "a1", Role::Applicant);
+    let m_tok = tok(&srv, room, "m1", Role::Mediator);
+    let m = Client::join(&srv, "m1", m_tok.clone()).await;
+    let mut a = Client::join(&srv, "a1", a_tok.clone()).await;
+    let t0 = a.joined["resume_token"].as_str().unwrap().to_owned();
+    a.drop_signaling();
+    wait_for("m1 to see a1 reconnecting", T, || m.saw(|v| v["type"] == "participant_reconnecting" && v["id"] == "a1")).await;
+    Away { srv, dir, m, a, a_tok, m_tok, t0 }
+}
+
 /// The `joined` answering a resume can be lost with its connection: the client then
 /// still holds only the token it presented, and that token keeps working until a
 /// resume shows the client has the newer one (a session-breaking run was locked out
 /// a second into a 30 s window).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_whose_answer_was_lost_can_be_repeated() {
-    let (srv, dir) = start_server_with(|c| c.media.resume_window_ms = WINDOW_MS * 3).await;
-    let room = "lost-answer";
-    let a_tok = tok(&srv, room, "a1", Role::Applicant);
-    let m = Client::join(&srv, "m1", tok(&srv, room, "m1", Role::Mediator)).await;
-    let mut a = Client::join(&srv, "a1", a_tok.clone()).await;
-    let t0 = a.joined["resume_token"].as_str().unwrap().to_owned();
-    a.drop_signaling();
-    wait_for("m1 to see a1 reconnecting", T, || m.saw(|v| v["type"] == "participant_reconnecting" && v["id"] == "a1")).await;
+    let Away { srv, dir, m, a, a_tok, t0, .. } = a1_away("lost-answer").await;
     let resume = |token: &str| json!({"type": "resume", "v": 1, "token": a_tok, "resume_token": token, "restart": false});
     let reconnecting = |n: usize| m.msgs_of("participant_reconnecting").iter().filter(|v| v["id"] == "a1").count() >= n;
 
@@ -356,15 +374,7 @@ async fn a_resume_whose_answer_was_lost_can_be_repeated() {
 /// mediator's new tab shows who is muted (found by a session-breaking run).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutes_changed_while_away_reach_the_resumed_and_the_new_page() {
-    let (srv, _dir) = start_server_with(|c| c.media.resume_window_ms = WINDOW_MS * 3).await;
-    let room = "mute-away";
-    let a_tok = tok(&srv, room, "a1", Role::Applicant);
-    let m_tok = tok(&srv, room, "m1", Role::Mediator);
-    let m = Client::join(&srv, "m1", m_tok.clone()).await;
-    let mut a = Client::join(&srv, "a1", a_tok.clone()).await;
-    let t0 = a.joined["resume_token"].as_str().unwrap().to_owned();
-    a.drop_signaling();
-    wait_for("m1 to see a1 reconnecting", T, || m.saw(|v| v["type"] == "participant_reconnecting" && v["id"] == "a1")).await;
+    let Away { srv, m, a, a_tok, m_tok, t0, .. } = a1_away("mute-away").await;
     m.send(json!({"type": "mute", "id": "a1", "audio": true, "video": false})).await;
     wait_for("m1 to see its mute", T, || m.saw(|v| v["type"] == "muted_by_mediator" && v["id"] == "a1" && v["audio"] == true)).await;
 
@@ -397,14 +407,7 @@ async fn mutes_changed_while_away_reach_the_resumed_and_the_new_page() {
 /// say "connection lost for too long").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_after_the_session_ended_is_told_so() {
-    let (srv, _dir) = start_server_with(|c| c.media.resume_window_ms = WINDOW_MS * 3).await;
-    let room = "ended-away";
-    let a_tok = tok(&srv, room, "a1", Role::Applicant);
-    let m = Client::join(&srv, "m1", tok(&srv, room, "m1", Role::Mediator)).await;
-    let mut a = Client::join(&srv, "a1", a_tok.clone()).await;
-    let t0 = a.joined["resume_token"].as_str().unwrap().to_owned();
-    a.drop_signaling();
-    wait_for("m1 to see a1 reconnecting", T, || m.saw(|v| v["type"] == "participant_reconnecting" && v["id"] == "a1")).await;
+    let Away { srv, m, a, a_tok, t0, .. } = a1_away("ended-away").await;
     m.send(json!({"type": "end_session"})).await;
     wait_for("m1 to be closed with ended", T, || m.saw(|v| v["type"] == "closed" && v["reason"] == "ended")).await;
     let e = resume_error(&srv, &a_tok, &t0).await;
