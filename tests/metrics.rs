@@ -135,15 +135,10 @@ async fn metrics_follow_a_recording() {
     assert!(!m1.contains("m-rec") && !m1.contains("张三"), "labels never carry rooms or names");
 
     // Still counting while it records.
-    let t = std::time::Instant::now();
-    loop {
-        let p2 = sample(&scrape().await, "fengqiao_recorder_packets_total").unwrap();
-        if p2 > p1 {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(15), "recorder packets stuck at {p2}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until("the recorder's packet count to grow", Duration::from_secs(15), || async {
+        sample(&scrape().await, "fengqiao_recorder_packets_total").unwrap() > p1
+    })
+    .await;
 
     m.send(json!({"type": "record", "action": "stop"})).await;
     wait_for("stopped", Duration::from_secs(30), || {

@@ -644,8 +644,7 @@ async fn caucus_faces(browser: &str) -> Result<(), String> {
     let check = |step: String, want: [Vec<&'static str>; 3]| {
         let tabs = &tabs;
         async move {
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
+            let attempt = || async {
                 let mut wrong = Vec::new();
                 for ((c, (me, ..)), want) in tabs.iter().zip(PEOPLE3).zip(want.iter()) {
                     let v = c.execute(FACES, vec![]).await.map_err(|e| format!("{step}: {e}"))?;
@@ -663,14 +662,9 @@ async fn caucus_faces(browser: &str) -> Result<(), String> {
                         wrong.push(format!("{me}'s page: {}", v["faces"]));
                     }
                 }
-                if wrong.is_empty() {
-                    return Ok::<(), String>(());
-                }
-                if Instant::now() > deadline {
-                    return Err(format!("after {step}, tiles show the wrong people: {}", wrong.join("; ")));
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
+                Ok((!wrong.is_empty()).then(|| format!("after {step}, tiles show the wrong people: {}", wrong.join("; "))))
+            };
+            webdriver::poll_until(Duration::from_secs(15), Duration::from_millis(250), attempt).await
         }
     };
     check("joining".into(), [vec!["a1", "r1"], vec!["m1", "r1"], vec!["m1", "a1"]]).await?;

@@ -569,9 +569,14 @@ impl Client {
 
 /// Waits for `cond`, polling every 50 ms, up to `within`.
 pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    wait_until(what, within, || std::future::ready(cond())).await
+}
+
+/// [`wait_for`] with a condition that has to wait itself (a scrape, a query).
+pub async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, within: Duration, mut cond: impl FnMut() -> F) {
     let deadline = Instant::now() + within;
     let mut poll = tokio::time::interval(Duration::from_millis(50));
-    while !cond() {
+    while !cond().await {
         assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
         poll.tick().await;
     }

@@ -83,6 +83,28 @@ pub async fn start_driver(browser: &str) -> Result<Driver, String> {
     Ok(driver)
 }
 
+/// Polls `attempt` every `every` until it is done, for at most `within`: `Ok(None)`
+/// is done, `Ok(Some(why))` not yet (the last `why` is the timeout's message), `Err`
+/// gives up at once.
+///
+/// # Errors
+/// The deadline passed, or `attempt` failed.
+pub async fn poll_until<F>(within: Duration, every: Duration, mut attempt: impl FnMut() -> F) -> Result<(), String>
+where
+    F: std::future::Future<Output = Result<Option<String>, String>>,
+{
+    let deadline = Instant::now() + within;
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        match attempt().await? {
+            None => return Ok(()),
+            Some(why) if Instant::now() > deadline => return Err(format!("not within {within:?}: {why}")),
+            Some(_) => {}
+        }
+    }
+}
+
 /// A new browser session on `driver` with `caps`.
 ///
 /// # Errors

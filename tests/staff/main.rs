@@ -110,21 +110,15 @@ async fn wait(c: &Client, css: &str, secs: u64) -> R<fantoccini::elements::Eleme
     }
 }
 
-/// Clicks `css`; an element re-rendered between finding and clicking (stale) is found again.
 /// Polls `script` (returning a boolean) until it is true, for at most `secs` seconds.
 async fn until(c: &Client, script: &str, secs: u64) -> R<()> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if js(c, script, vec![]).await? == json!(true) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("not true within {secs} s: {script}"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    webdriver::poll_until(Duration::from_secs(secs), Duration::from_millis(50), || async {
+        Ok((js(c, script, vec![]).await? != json!(true)).then(|| script.to_owned()))
+    })
+    .await
 }
 
+/// Clicks `css`; an element re-rendered between finding and clicking (stale) is found again.
 async fn click(c: &Client, css: &str) -> R<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
